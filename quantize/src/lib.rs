@@ -1,0 +1,17 @@
+//! clip-quantize: the workstation side of clip-edge.
+//!
+//! Turns a CLIP export (fp32 ONNX image and text encoders) into a bundle the
+//! `clip-edge` runtime runs on the board.
+//!
+//! | module | job |
+//! | --- | --- |
+//! | [`tokenizer`] | OpenAI's CLIP tokenizer, id-for-id |
+//! | [`prompts`] | labels files and prompt templates |
+//! | [`text_encoder`] | the text encoder with tract, and the label-embedding recipe |
+//!
+//! The bundle format itself lives in the runtime crate ([`clip_edge::bundle`]), so
+//! there is one definition of it.
+
+pub mod prompts;
+pub mod text_encoder;
+pub mod tokenizer;

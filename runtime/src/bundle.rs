@@ -1,0 +1,394 @@
+//! The bundle: the directory copied from the workstation to the board.
+//!
+//! ```text
+//! bundle/
+//!   bundle.toml         this manifest: preprocessing, dims, logit scale, file hashes
+//!   model.onnx          the image encoder (fp32 or int8)
+//!   labels.safetensors  the label table (see [`crate::labels`])
+//! ```
+//!
+//! [`Bundle::load`] checks everything it can before a frame is run: that both files
+//! exist and have the sha256 the manifest records, that the label table's dimension
+//! equals the manifest's embedding dimension, and that the label count matches. The
+//! image encoder's own output dimension is checked when the model is built
+//! ([`crate::encoder::ImageEncoder`]).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::labels::{LabelTable, LabelsError};
+use crate::preprocess::PreprocessConfig;
+
+/// File name of the manifest inside a bundle directory.
+pub const MANIFEST_FILE: &str = "bundle.toml";
+/// File name of the image encoder inside a bundle directory.
+pub const MODEL_FILE: &str = "model.onnx";
+/// File name of the label table inside a bundle directory.
+pub const LABELS_FILE: &str = "labels.safetensors";
+/// Manifest format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What can go wrong loading a bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// A file of the bundle could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// `bundle.toml` is not valid TOML or misses fields.
+    #[error("{path}: invalid manifest: {message}")]
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A file's sha256 differs from the manifest's.
+    #[error(
+        "{path}: sha256 is {actual}, but {manifest} records {expected} (file changed or corrupt)"
+    )]
+    HashMismatch {
+        /// The file whose hash differs.
+        path: PathBuf,
+        /// The manifest.
+        manifest: PathBuf,
+        /// Hash recorded in the manifest.
+        expected: String,
+        /// Hash of the file on disk.
+        actual: String,
+    },
+    /// The manifest and the files disagree on a dimension or count.
+    #[error("{path}: {problem}")]
+    Mismatch {
+        /// The file that disagrees with the manifest.
+        path: PathBuf,
+        /// What disagrees.
+        problem: String,
+    },
+    /// The label table is unreadable or invalid.
+    #[error(transparent)]
+    Labels(#[from] LabelsError),
+}
+
+/// Coarse category of a [`BundleError`], for callers that branch on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BundleErrorKind {
+    /// A file is missing or unreadable.
+    Io,
+    /// The manifest is malformed.
+    Manifest,
+    /// A file does not match the manifest (hash, dimension, count).
+    Mismatch,
+    /// The label table is invalid.
+    Labels,
+}
+
+impl BundleError {
+    /// The category of this error.
+    pub fn kind(&self) -> BundleErrorKind {
+        match self {
+            BundleError::Io { .. } => BundleErrorKind::Io,
+            BundleError::Manifest { .. } => BundleErrorKind::Manifest,
+            BundleError::HashMismatch { .. } | BundleError::Mismatch { .. } => {
+                BundleErrorKind::Mismatch
+            }
+            BundleError::Labels(_) => BundleErrorKind::Labels,
+        }
+    }
+}
+
+/// Numeric precision of the image encoder in a bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// The fp32 export, as is.
+    Fp32,
+    /// Integer-quantized by `clip-quantize quantize`.
+    Int8,
+}
+
+/// `[model]` section of the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// File name inside the bundle.
+    pub file: String,
+    /// sha256 of the file, lower-case hex.
+    pub sha256: String,
+    /// fp32 or int8.
+    pub precision: Precision,
+    /// Length of the image embedding the model outputs.
+    pub embedding_dim: usize,
+}
+
+/// `[labels]` section of the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelsSection {
+    /// File name inside the bundle.
+    pub file: String,
+    /// sha256 of the file, lower-case hex.
+    pub sha256: String,
+    /// Number of labels in the table.
+    pub count: usize,
+}
+
+/// `[scoring]` section of the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoringSection {
+    /// Multiplier of the cosine before the softmax (CLIP: 100).
+    pub logit_scale: f32,
+}
+
+/// The contents of `bundle.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Manifest format version ([`FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// The image encoder.
+    pub model: ModelSection,
+    /// The label table.
+    pub labels: LabelsSection,
+    /// How frames become the model's input tensor.
+    pub preprocess: PreprocessConfig,
+    /// How embeddings become probabilities.
+    pub scoring: ScoringSection,
+}
+
+impl Manifest {
+    /// Parses a manifest from TOML text; `path` is only used in error messages.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, BundleError> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| BundleError::Manifest {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })?;
+        if manifest.format_version != FORMAT_VERSION {
+            return Err(BundleError::Manifest {
+                path: path.to_path_buf(),
+                message: format!(
+                    "format_version {} (this build reads {FORMAT_VERSION})",
+                    manifest.format_version
+                ),
+            });
+        }
+        manifest
+            .preprocess
+            .validate()
+            .map_err(|e| BundleError::Manifest {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        if !(manifest.scoring.logit_scale.is_finite() && manifest.scoring.logit_scale > 0.0) {
+            return Err(BundleError::Manifest {
+                path: path.to_path_buf(),
+                message: format!(
+                    "scoring.logit_scale must be a positive number, got {}",
+                    manifest.scoring.logit_scale
+                ),
+            });
+        }
+        Ok(manifest)
+    }
+
+    /// The manifest as TOML text.
+    pub fn to_toml(&self) -> String {
+        // Serialising plain structs of numbers and strings cannot fail.
+        toml::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A loaded, verified bundle: the manifest, the label table, and the model's path.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// The bundle directory.
+    pub dir: PathBuf,
+    /// The parsed manifest.
+    pub manifest: Manifest,
+    /// The label table.
+    pub labels: LabelTable,
+}
+
+impl Bundle {
+    /// Loads `dir/bundle.toml`, verifies both files' hashes and the label table
+    /// against the manifest.
+    pub fn load(dir: &Path) -> Result<Self, BundleError> {
+        let manifest_path = dir.join(MANIFEST_FILE);
+        if !dir.is_dir() {
+            return Err(BundleError::Io {
+                path: dir.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "bundle directory not found",
+                ),
+            });
+        }
+        let text = std::fs::read_to_string(&manifest_path).map_err(|source| BundleError::Io {
+            path: manifest_path.clone(),
+            source,
+        })?;
+        let manifest = Manifest::from_toml(&text, &manifest_path)?;
+
+        let model_path = dir.join(&manifest.model.file);
+        verify_hash(&model_path, &manifest.model.sha256, &manifest_path)?;
+        let labels_path = dir.join(&manifest.labels.file);
+        verify_hash(&labels_path, &manifest.labels.sha256, &manifest_path)?;
+
+        let labels = LabelTable::load(&labels_path)?;
+        if labels.dim() != manifest.model.embedding_dim {
+            return Err(BundleError::Mismatch {
+                path: labels_path,
+                problem: format!(
+                    "label embeddings have dimension {}, but {} says the model's embedding_dim is {}",
+                    labels.dim(),
+                    MANIFEST_FILE,
+                    manifest.model.embedding_dim
+                ),
+            });
+        }
+        if labels.len() != manifest.labels.count {
+            return Err(BundleError::Mismatch {
+                path: labels_path,
+                problem: format!(
+                    "{} labels, but {} says {}",
+                    labels.len(),
+                    MANIFEST_FILE,
+                    manifest.labels.count
+                ),
+            });
+        }
+        log::debug!(
+            "bundle {}: {} labels, dim {}, {:?} model",
+            dir.display(),
+            labels.len(),
+            labels.dim(),
+            manifest.model.precision
+        );
+        Ok(Bundle {
+            dir: dir.to_path_buf(),
+            manifest,
+            labels,
+        })
+    }
+
+    /// Path of the image encoder.
+    pub fn model_path(&self) -> PathBuf {
+        self.dir.join(&self.manifest.model.file)
+    }
+}
+
+/// What goes into a new bundle (see [`write_bundle`]).
+#[derive(Debug, Clone)]
+pub struct BundleSpec<'a> {
+    /// The image encoder ONNX file to copy in.
+    pub model: &'a Path,
+    /// Its precision.
+    pub precision: Precision,
+    /// Its output embedding length (must equal the label table's).
+    pub embedding_dim: usize,
+    /// The label table.
+    pub labels: &'a LabelTable,
+    /// Preprocessing the model expects.
+    pub preprocess: PreprocessConfig,
+    /// Logit scale for the softmax.
+    pub logit_scale: f32,
+}
+
+/// Writes a bundle into `dir` (created if needed) and returns its manifest.
+///
+/// Each file is written under a temporary name and renamed into place, the manifest
+/// last, so an interrupted write never leaves a bundle that looks complete.
+pub fn write_bundle(dir: &Path, spec: &BundleSpec<'_>) -> Result<Manifest, BundleError> {
+    if spec.labels.dim() != spec.embedding_dim {
+        return Err(BundleError::Mismatch {
+            path: spec.model.to_path_buf(),
+            problem: format!(
+                "model embeddings have dimension {}, the label table has {}",
+                spec.embedding_dim,
+                spec.labels.dim()
+            ),
+        });
+    }
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BundleError::Io { path, source }
+    };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    let model_dst = dir.join(MODEL_FILE);
+    let labels_dst = dir.join(LABELS_FILE);
+    let manifest_dst = dir.join(MANIFEST_FILE);
+    // A stale manifest must not vouch for half-written files.
+    if manifest_dst.exists() {
+        std::fs::remove_file(&manifest_dst).map_err(io(&manifest_dst))?;
+    }
+
+    let model_tmp = dir.join(format!(".{MODEL_FILE}.tmp"));
+    std::fs::copy(spec.model, &model_tmp).map_err(io(spec.model))?;
+    std::fs::rename(&model_tmp, &model_dst).map_err(io(&model_dst))?;
+
+    let labels_tmp = dir.join(format!(".{LABELS_FILE}.tmp"));
+    spec.labels.save(&labels_tmp)?;
+    std::fs::rename(&labels_tmp, &labels_dst).map_err(io(&labels_dst))?;
+
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        model: ModelSection {
+            file: MODEL_FILE.to_string(),
+            sha256: sha256_file(&model_dst).map_err(io(&model_dst))?,
+            precision: spec.precision,
+            embedding_dim: spec.embedding_dim,
+        },
+        labels: LabelsSection {
+            file: LABELS_FILE.to_string(),
+            sha256: sha256_file(&labels_dst).map_err(io(&labels_dst))?,
+            count: spec.labels.len(),
+        },
+        preprocess: spec.preprocess.clone(),
+        scoring: ScoringSection {
+            logit_scale: spec.logit_scale,
+        },
+    };
+    let manifest_tmp = dir.join(format!(".{MANIFEST_FILE}.tmp"));
+    std::fs::write(&manifest_tmp, manifest.to_toml()).map_err(io(&manifest_tmp))?;
+    std::fs::rename(&manifest_tmp, &manifest_dst).map_err(io(&manifest_dst))?;
+    Ok(manifest)
+}
+
+/// sha256 of a file's contents, lower-case hex.
+pub fn sha256_file(path: &Path) -> Result<String, std::io::Error> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+fn verify_hash(path: &Path, expected: &str, manifest: &Path) -> Result<(), BundleError> {
+    let actual = sha256_file(path).map_err(|source| BundleError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if !actual.eq_ignore_ascii_case(expected) {
+        return Err(BundleError::HashMismatch {
+            path: path.to_path_buf(),
+            manifest: manifest.to_path_buf(),
+            expected: expected.to_string(),
+            actual,
+        });
+    }
+    Ok(())
+}

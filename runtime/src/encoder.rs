@@ -1,0 +1,189 @@
+//! The image encoder: an ONNX model loaded with tract into one fixed-shape,
+//! optimised plan (batch 1, `3 × size × size` f32 input) and one reusable state.
+//!
+//! The model must take one f32 input `[batch, 3, H, W]` and return one f32 output
+//! `[batch, dim]`: the projected image embedding, not normalised (the interface of
+//! `CLIPVisionModelWithProjection` and of OpenCLIP's `encode_image`).
+
+use std::path::{Path, PathBuf};
+
+use tract_onnx::prelude::*;
+
+/// What can go wrong loading or running the image encoder.
+#[derive(Debug, thiserror::Error)]
+pub enum EncoderError {
+    /// The file is missing or unreadable.
+    #[error("{path}: {source}")]
+    Io {
+        /// The model file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// tract could not parse, type or optimise the model.
+    #[error("{path}: cannot load ONNX model: {message}")]
+    Load {
+        /// The model file.
+        path: PathBuf,
+        /// tract's error chain, one line.
+        message: String,
+    },
+    /// The model loads but does not have the image-encoder interface.
+    #[error("{path}: {problem}")]
+    Interface {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong with its inputs or outputs.
+        problem: String,
+    },
+    /// Running the plan failed.
+    #[error("running the image encoder failed: {0}")]
+    Run(String),
+    /// The caller passed an input of the wrong length.
+    #[error("input has {actual} values, the encoder expects {expected}")]
+    InputSize {
+        /// Expected number of f32 values.
+        expected: usize,
+        /// Number given.
+        actual: usize,
+    },
+}
+
+/// A loaded, optimised image encoder with its run state.
+pub struct ImageEncoder {
+    path: PathBuf,
+    input_shape: [usize; 4],
+    dim: usize,
+    state: TypedSimpleState,
+    embedding: Vec<f32>,
+}
+
+impl std::fmt::Debug for ImageEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageEncoder")
+            .field("path", &self.path)
+            .field("input_shape", &self.input_shape)
+            .field("dim", &self.dim)
+            .finish()
+    }
+}
+
+impl ImageEncoder {
+    /// Loads `path`, fixes its input to `[1, 3, image_size, image_size]` f32,
+    /// optimises it, and checks that the output is `[1, dim]`.
+    pub fn load(path: &Path, image_size: usize) -> Result<Self, EncoderError> {
+        let load_err = |e: TractError| EncoderError::Load {
+            path: path.to_path_buf(),
+            message: one_line(&e),
+        };
+        let bytes = std::fs::read(path).map_err(|source| EncoderError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut model = tract_onnx::onnx()
+            .model_for_read(&mut bytes.as_slice())
+            .map_err(load_err)?;
+        let interface = |problem: String| EncoderError::Interface {
+            path: path.to_path_buf(),
+            problem,
+        };
+        if model.inputs.len() != 1 || model.outputs.len() != 1 {
+            return Err(interface(format!(
+                "expected one input (pixel values) and one output (embedding), found {} inputs and {} outputs",
+                model.inputs.len(),
+                model.outputs.len()
+            )));
+        }
+        let input_shape = [1, 3, image_size, image_size];
+        model
+            .set_input_fact(0, f32::fact(input_shape).into())
+            .map_err(load_err)?;
+        let typed = model.into_optimized().map_err(|e| {
+            interface(format!(
+                "does not accept a [1,3,{image_size},{image_size}] f32 input: {}",
+                one_line(&e)
+            ))
+        })?;
+        let output = typed.output_fact(0).map_err(load_err)?;
+        if output.datum_type != f32::datum_type() {
+            return Err(interface(format!(
+                "output is {:?}, expected f32",
+                output.datum_type
+            )));
+        }
+        let dim = match output.shape.as_concrete() {
+            Some([1, dim]) => *dim,
+            other => {
+                return Err(interface(format!(
+                    "output shape is {:?}, expected [1, embedding_dim]",
+                    other.map(|s| s.to_vec())
+                )))
+            }
+        };
+        let plan = typed.into_runnable().map_err(load_err)?;
+        let state = plan.spawn().map_err(load_err)?;
+        log::info!(
+            "loaded image encoder {} (input {:?}, embedding dim {dim})",
+            path.display(),
+            input_shape
+        );
+        Ok(ImageEncoder {
+            path: path.to_path_buf(),
+            input_shape,
+            dim,
+            state,
+            embedding: vec![0.0; dim],
+        })
+    }
+
+    /// Length of the embedding the model produces.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// The fixed input shape, `[1, 3, size, size]`.
+    pub fn input_shape(&self) -> [usize; 4] {
+        self.input_shape
+    }
+
+    /// Number of f32 values the input holds.
+    pub fn input_len(&self) -> usize {
+        self.input_shape.iter().product()
+    }
+
+    /// Runs the encoder on one NCHW input and returns the raw embedding.
+    pub fn encode(&mut self, input: &[f32]) -> Result<&[f32], EncoderError> {
+        if input.len() != self.input_len() {
+            return Err(EncoderError::InputSize {
+                expected: self.input_len(),
+                actual: input.len(),
+            });
+        }
+        let tensor = Tensor::from_shape(&self.input_shape, input)
+            .map_err(|e| EncoderError::Run(one_line(&e)))?;
+        let outputs = self
+            .state
+            .run(tvec!(tensor.into_tvalue()))
+            .map_err(|e| EncoderError::Run(one_line(&e)))?;
+        let view = outputs[0]
+            .try_as_plain_ram()
+            .map_err(|e| EncoderError::Run(one_line(&e)))?;
+        let out = view
+            .as_slice::<f32>()
+            .map_err(|e| EncoderError::Run(one_line(&e)))?;
+        if out.len() != self.dim {
+            return Err(EncoderError::Run(format!(
+                "output has {} values, expected {}",
+                out.len(),
+                self.dim
+            )));
+        }
+        self.embedding.copy_from_slice(out);
+        Ok(&self.embedding)
+    }
+}
+
+/// tract's error chain as one line (`a: b: c`).
+pub fn one_line(e: &TractError) -> String {
+    format!("{e:#}").replace('\n', " ")
+}

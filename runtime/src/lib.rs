@@ -1,0 +1,31 @@
+//! clip-edge: zero-shot CLIP image classification on ARM boards.
+//!
+//! The runtime library behind the `clip-edge` binary. A *bundle* (written on a
+//! workstation by `clip-quantize`) holds an image encoder and a table of label
+//! embeddings; the runtime turns each frame into the encoder's input, runs it with
+//! tract, and ranks the labels by cosine similarity.
+//!
+//! | module | job |
+//! | --- | --- |
+//! | [`bundle`] | the bundle directory: manifest, hashes, consistency checks, writing |
+//! | [`labels`] | the label table (`labels.safetensors`) |
+//! | [`image_io`] | decoding image files to RGB8 the way PIL's `convert("RGB")` does |
+//! | [`preprocess`] | CLIP preprocessing, bit-exact with PIL's bicubic resize |
+//! | [`encoder`] | the image encoder as one fixed-shape tract plan |
+//! | [`scoring`] | cosine, softmax, top-k, without allocating |
+//! | [`classifier`] | all of the above for one bundle |
+//! | [`npy`] | writing tensors as `.npy` for checks in Python |
+
+pub mod bundle;
+pub mod classifier;
+pub mod encoder;
+pub mod image_io;
+pub mod labels;
+pub mod npy;
+pub mod preprocess;
+pub mod scoring;
+
+pub use bundle::Bundle;
+pub use classifier::{Classifier, ClassifyError};
+pub use labels::LabelTable;
+pub use scoring::{Prediction, TopK};

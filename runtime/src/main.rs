@@ -1,0 +1,255 @@
+//! `clip-edge`: the on-device program. Classifies images with a bundle made by
+//! `clip-quantize`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use clip_edge::image_io::load_rgb8;
+use clip_edge::preprocess::{PreprocessConfig, Preprocessor};
+use clip_edge::scoring::MAX_TOP_K;
+use clip_edge::{Classifier, TopK};
+
+/// Where `demo` finds the bundled model and images when run from the source tree.
+const SHAPES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/shapes");
+
+#[derive(Parser)]
+#[command(
+    name = "clip-edge",
+    version,
+    about = "Zero-shot image classification with CLIP on ARM boards",
+    long_about = "Zero-shot image classification with CLIP on ARM boards.\n\n\
+        A bundle (made on a workstation by `clip-quantize bundle`) holds the image \
+        encoder, the label embeddings and the preprocessing settings. clip-edge loads it, \
+        verifies its hashes and dimensions, and ranks the labels for each image.\n\n\
+        Set RUST_LOG=info (or debug) for diagnostics on stderr."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Classify the bundled sample images with the bundled shapes model.
+    Demo {
+        /// Bundle to use instead of the bundled shapes model.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+        /// Folder of images to classify instead of the bundled samples.
+        #[arg(long)]
+        images: Option<PathBuf>,
+    },
+    /// Rank the bundle's labels for each image.
+    Classify {
+        /// Bundle directory (bundle.toml, model.onnx, labels.safetensors).
+        #[arg(long)]
+        bundle: PathBuf,
+        /// How many labels to print per image (at most 16).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=MAX_TOP_K as i64))]
+        top_k: u16,
+        /// One JSON object per line: {"image": PATH, "top": [{"label", "score", "prob"}, ...]}.
+        #[arg(long)]
+        json: bool,
+        /// Image files (PNG, JPEG, BMP, TIFF, PNM, WebP).
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+    /// Write the model input of an image ([1,3,224,224] f32, CLIP preprocessing) as .npy.
+    Preprocess {
+        /// The image file.
+        image: PathBuf,
+        /// Output .npy file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Use this bundle's preprocessing settings instead of CLIP's defaults.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
+    },
+    /// Write the raw image embedding ([1, dim] f32, before normalisation) as .npy.
+    Embed {
+        /// Bundle directory.
+        #[arg(long)]
+        bundle: PathBuf,
+        /// The image file.
+        image: PathBuf,
+        /// Output .npy file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo { bundle, images } => demo(bundle, images),
+        Command::Classify {
+            bundle,
+            top_k,
+            json,
+            images,
+        } => classify(&bundle, top_k as usize, json, &images),
+        Command::Preprocess { image, out, bundle } => preprocess(&image, &out, bundle.as_deref()),
+        Command::Embed { bundle, image, out } => embed(&bundle, &image, &out),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_classifier(bundle: &Path) -> Result<Classifier> {
+    Classifier::load(bundle).with_context(|| format!("cannot load bundle {}", bundle.display()))
+}
+
+fn classify(bundle: &Path, k: usize, json: bool, images: &[PathBuf]) -> Result<()> {
+    let mut classifier = load_classifier(bundle)?;
+    let mut failures = 0usize;
+    for path in images {
+        match classify_one(&mut classifier, path, k) {
+            Ok(top) => print_result(&classifier, path, &top, json),
+            Err(err) => {
+                failures += 1;
+                eprintln!("error: {err:#}");
+            }
+        }
+    }
+    if failures > 0 {
+        bail!(
+            "{failures} of {} images could not be classified",
+            images.len()
+        );
+    }
+    Ok(())
+}
+
+fn classify_one(classifier: &mut Classifier, path: &Path, k: usize) -> Result<TopK> {
+    let rgb = load_rgb8(path)?;
+    classifier
+        .classify(&rgb, k)
+        .with_context(|| format!("{}", path.display()))
+}
+
+fn print_result(classifier: &Classifier, path: &Path, top: &TopK, json: bool) {
+    let labels = classifier.labels().labels();
+    if json {
+        let top: Vec<_> = top
+            .iter()
+            .map(
+                |p| serde_json::json!({"label": labels[p.index], "score": p.score, "prob": p.prob}),
+            )
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"image": path.display().to_string(), "top": top})
+        );
+    } else {
+        println!("{}", path.display());
+        for (rank, p) in top.iter().enumerate() {
+            println!(
+                "  {}. {:<24} score {:.4}  prob {:.4}",
+                rank + 1,
+                labels[p.index],
+                p.score,
+                p.prob
+            );
+        }
+    }
+}
+
+fn demo(bundle: Option<PathBuf>, images: Option<PathBuf>) -> Result<()> {
+    let bundle = bundle.unwrap_or_else(|| Path::new(SHAPES_DIR).join("bundle"));
+    let images_dir = images.unwrap_or_else(|| Path::new(SHAPES_DIR).join("samples"));
+    let mut classifier = load_classifier(&bundle)?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&images_dir)
+        .with_context(|| format!("cannot list images in {}", images_dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        bail!("{}: no images to classify", images_dir.display());
+    }
+    println!(
+        "clip-edge demo: {} labels from {}, {} images from {}\n",
+        classifier.labels().len(),
+        bundle.display(),
+        files.len(),
+        images_dir.display()
+    );
+    let mut named = 0;
+    let mut correct = 0;
+    for path in &files {
+        let top = classify_one(&mut classifier, path, 3)?;
+        let labels = classifier.labels().labels();
+        let best = &labels[top[0].index];
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().replace('_', " "));
+        let verdict = match stem.as_deref() {
+            Some(stem) if labels.iter().any(|l| l == stem) => {
+                named += 1;
+                if stem == best {
+                    correct += 1;
+                    "ok"
+                } else {
+                    "WRONG"
+                }
+            }
+            _ => "",
+        };
+        let file = path.file_name().unwrap_or_default().to_string_lossy();
+        println!(
+            "{file:<28} -> {best:<20} ({:.1}%)  {verdict}",
+            top[0].prob * 100.0
+        );
+        for p in top.iter().skip(1) {
+            println!(
+                "{:<28}    {:<20} ({:.1}%)",
+                "",
+                labels[p.index],
+                p.prob * 100.0
+            );
+        }
+    }
+    if named > 0 {
+        println!("\n{correct} of {named} images named after a label were classified as that label");
+    }
+    Ok(())
+}
+
+fn preprocess(image: &Path, out: &Path, bundle: Option<&Path>) -> Result<()> {
+    let config = match bundle {
+        Some(dir) => {
+            clip_edge::Bundle::load(dir)
+                .with_context(|| format!("cannot load bundle {}", dir.display()))?
+                .manifest
+                .preprocess
+        }
+        None => PreprocessConfig::default(),
+    };
+    let size = config.crop_size as u64;
+    let mut preprocessor = Preprocessor::new(config)?;
+    let rgb = load_rgb8(image)?;
+    let mut input = vec![0.0f32; (3 * size * size) as usize];
+    preprocessor
+        .preprocess_into(rgb.as_raw(), rgb.width(), rgb.height(), &mut input)
+        .with_context(|| format!("{}", image.display()))?;
+    clip_edge::npy::write_f32(out, &[1, 3, size, size], &input)
+        .with_context(|| format!("cannot write {}", out.display()))
+}
+
+fn embed(bundle: &Path, image: &Path, out: &Path) -> Result<()> {
+    let mut classifier = load_classifier(bundle)?;
+    let rgb = load_rgb8(image)?;
+    let embedding = classifier
+        .embed(&rgb)
+        .with_context(|| format!("{}", image.display()))?;
+    clip_edge::npy::write_f32(out, &[1, embedding.len() as u64], embedding)
+        .with_context(|| format!("cannot write {}", out.display()))
+}

@@ -1,0 +1,95 @@
+//! Helpers for the end-to-end tests in `tests/tests/`: locating the built
+//! `clip-edge` and `clip-quantize` binaries and running them.
+//!
+//! The binaries are looked up beside the test executable (`target/<profile>/`), so
+//! build them first (`cargo build --release --workspace` — `just test` does). Set
+//! `CLIP_EDGE_BIN_DIR` to test binaries from elsewhere.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// `models/shapes` in the repository.
+pub fn shapes_dir() -> PathBuf {
+    repo_root().join("models/shapes")
+}
+
+/// Directory holding the built binaries.
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CLIP_EDGE_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    // target/<profile>/deps/<test-exe> -> target/<profile>
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .expect("test executable lives in target/<profile>/deps")
+}
+
+/// Path of a built binary; panics with a hint when it is missing.
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.is_file(),
+        "{} not built: run `cargo build --release --workspace` first (or `just test`)",
+        path.display()
+    );
+    path
+}
+
+/// Runs a binary with arguments, in the repository root.
+pub fn run(name: &str, args: &[&str]) -> Output {
+    Command::new(bin(name))
+        .args(args)
+        .current_dir(repo_root())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {name}: {e}"))
+}
+
+/// Standard output as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Standard error as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts a run failed cleanly: non-zero exit, no panic, and an `error:` line on
+/// stderr that contains every one of `needles`.
+pub fn assert_clean_failure(out: &Output, needles: &[&str]) {
+    let err = stderr(out);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {err}"
+    );
+    assert!(!err.contains("panicked"), "panicked: {err}");
+    assert_eq!(out.status.code(), Some(1), "exit code; stderr: {err}");
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no `error:` line in stderr: {err}"));
+    for needle in needles {
+        assert!(
+            line.contains(needle),
+            "error line {line:?} lacks {needle:?}"
+        );
+    }
+}
+
+/// A fresh, empty scratch directory for one test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("clip-edge-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
