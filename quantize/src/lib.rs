@@ -8,10 +8,18 @@
 //! | [`tokenizer`] | OpenAI's CLIP tokenizer, id-for-id |
 //! | [`prompts`] | labels files and prompt templates |
 //! | [`text_encoder`] | the text encoder with tract, and the label-embedding recipe |
+//! | [`onnx_graph`] | reading, editing and writing ONNX protobuf graphs |
+//! | [`quant`] | the int8 rewrite of MatMul/Gemm/patch-Conv nodes |
+//! | [`calibrate`] | activation statistics and scales for static int8 |
+//! | [`eval`] | int8 against fp32: cosine, top-1 agreement, accuracy |
 //!
 //! The bundle format itself lives in the runtime crate ([`clip_edge::bundle`]), so
 //! there is one definition of it.
 
+pub mod calibrate;
+pub mod eval;
+pub mod onnx_graph;
 pub mod prompts;
+pub mod quant;
 pub mod text_encoder;
 pub mod tokenizer;

@@ -17,6 +17,10 @@ use clip_quantize::tokenizer::ClipTokenizer;
 use indicatif::{ProgressBar, ProgressStyle};
 use tract_onnx::prelude::Framework;
 
+use clip_quantize::calibrate::CalibrationMethod;
+
+mod cmd_quantize;
+
 /// Prompt counts above this get a progress bar.
 const PROGRESS_THRESHOLD: usize = 64;
 
@@ -63,6 +67,11 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Rewrite a fp32 image encoder to int8 (MatMul/Gemm/patch Conv) that tract runs on
+    /// its integer kernels.
+    Quantize(QuantizeArgs),
+    /// Compare an int8 image encoder with its fp32 original on images.
+    Eval(EvalArgs),
     /// Pack an image encoder and a label table into a bundle directory.
     Bundle {
         /// The image encoder ONNX (pixel_values [batch,3,224,224] -> image_embeds [batch,dim]).
@@ -80,6 +89,70 @@ enum Command {
     },
 }
 
+/// Arguments of `clip-quantize quantize`.
+#[derive(clap::Args)]
+struct QuantizeArgs {
+    /// The fp32 ONNX image encoder.
+    #[arg(long)]
+    model: PathBuf,
+    /// Output int8 ONNX file.
+    #[arg(long, required_unless_present = "list")]
+    out: Option<PathBuf>,
+    /// Activation scales: computed per frame (dynamic) or fixed from calibration (static).
+    #[arg(long, value_enum, default_value_t = ModeArg::Dynamic)]
+    mode: ModeArg,
+    /// Folder of calibration images (recursive). Needed for static mode and
+    /// --max-cosine-drop; when given, the int8 model is also evaluated on it.
+    #[arg(long)]
+    calibration: Option<PathBuf>,
+    /// How static scales are chosen from the calibration statistics.
+    #[arg(long, value_enum, default_value_t = CalibrationMethod::Percentile)]
+    method: CalibrationMethod,
+    /// Node names to keep in fp32 (see --list).
+    #[arg(long, num_args = 1..)]
+    exclude: Vec<String>,
+    /// Keep the layers whose quantization hurts most in fp32 until the mean embedding
+    /// cosine to fp32 on the calibration images is at least 1 - X.
+    #[arg(long, value_name = "X")]
+    max_cosine_drop: Option<f64>,
+    /// Use at most this many calibration images.
+    #[arg(long, default_value_t = 64)]
+    max_images: usize,
+    /// Write a JSON report (what was quantized, sizes, accuracy figures).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// List the quantizable nodes and exit.
+    #[arg(long)]
+    list: bool,
+}
+
+/// `--mode` values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ModeArg {
+    Dynamic,
+    Static,
+}
+
+/// Arguments of `clip-quantize eval`.
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// The fp32 reference image encoder.
+    #[arg(long)]
+    fp32: PathBuf,
+    /// The int8 image encoder.
+    #[arg(long)]
+    int8: PathBuf,
+    /// Label table: adds top-1 agreement, and accuracy for folders named after labels.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Folder of images (recursive; an ImageFolder tree for accuracy).
+    #[arg(long)]
+    images: PathBuf,
+    /// Print the figures as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
@@ -91,6 +164,8 @@ fn main() -> ExitCode {
             templates,
             out,
         } => labels_cmd(&text_model, &labels, &templates, &out),
+        Command::Quantize(args) => cmd_quantize::run(&args),
+        Command::Eval(args) => cmd_quantize::eval_cmd(&args),
         Command::Bundle {
             image_model,
             labels,
@@ -139,14 +214,7 @@ fn labels_cmd(text_model: &Path, labels_path: &Path, templates: &str, out: &Path
         encoder.dim()
     );
     let bar = if total > PROGRESS_THRESHOLD {
-        let bar = ProgressBar::new(total as u64);
-        bar.set_style(
-            ProgressStyle::with_template("{msg} [{bar:40}] {pos}/{len} prompts ({eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-        );
-        bar.set_message("embedding labels");
-        bar
+        progress_bar(total, "embedding labels", "prompts")
     } else {
         ProgressBar::hidden()
     };
@@ -234,4 +302,18 @@ fn write_atomically(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Resu
     let tmp = out.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
     write(&tmp).with_context(|| format!("cannot write {}", out.display()))?;
     std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub(crate) fn progress_bar(total: usize, message: &'static str, unit: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{msg}} [{{bar:40}}] {{pos}}/{{len}} {unit} ({{eta}})"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.set_message(message);
+    bar
 }

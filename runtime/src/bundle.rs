@@ -351,7 +351,7 @@ pub fn write_bundle(dir: &Path, spec: &BundleSpec<'_>) -> Result<Manifest, Bundl
             sha256: sha256_file(&labels_dst).map_err(io(&labels_dst))?,
             count: spec.labels.len(),
         },
-        preprocess: spec.preprocess.clone(),
+        preprocess: spec.preprocess,
         scoring: ScoringSection {
             logit_scale: spec.logit_scale,
         },

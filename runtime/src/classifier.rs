@@ -58,7 +58,7 @@ impl Classifier {
             }
             .into());
         }
-        let preprocessor = Preprocessor::new(bundle.manifest.preprocess.clone())?;
+        let preprocessor = Preprocessor::new(bundle.manifest.preprocess)?;
         let scorer = Scorer::new(&bundle.labels, bundle.manifest.scoring.logit_scale);
         let input = vec![0.0; encoder.input_len()];
         Ok(Classifier {

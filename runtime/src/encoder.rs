@@ -72,16 +72,22 @@ impl ImageEncoder {
     /// Loads `path`, fixes its input to `[1, 3, image_size, image_size]` f32,
     /// optimises it, and checks that the output is `[1, dim]`.
     pub fn load(path: &Path, image_size: usize) -> Result<Self, EncoderError> {
-        let load_err = |e: TractError| EncoderError::Load {
-            path: path.to_path_buf(),
-            message: one_line(&e),
-        };
         let bytes = std::fs::read(path).map_err(|source| EncoderError::Io {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::from_bytes(&bytes, path, image_size)
+    }
+
+    /// Like [`ImageEncoder::load`], from the bytes of an ONNX file; `path` names it
+    /// in errors.
+    pub fn from_bytes(bytes: &[u8], path: &Path, image_size: usize) -> Result<Self, EncoderError> {
+        let load_err = |e: TractError| EncoderError::Load {
+            path: path.to_path_buf(),
+            message: one_line(&e),
+        };
         let mut model = tract_onnx::onnx()
-            .model_for_read(&mut bytes.as_slice())
+            .model_for_read(&mut &bytes[..])
             .map_err(load_err)?;
         let interface = |problem: String| EncoderError::Interface {
             path: path.to_path_buf(),

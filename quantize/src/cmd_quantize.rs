@@ -1,0 +1,352 @@
+//! `clip-quantize quantize` and `clip-quantize eval`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clip_edge::encoder::ImageEncoder;
+use clip_edge::preprocess::PreprocessConfig;
+use clip_edge::LabelTable;
+use clip_quantize::calibrate::{collect_histograms, list_images, load_inputs, Inputs};
+use clip_quantize::eval::{compare, EvalReport};
+use clip_quantize::onnx_graph::{load_model, model_bytes};
+use clip_quantize::quant::{
+    find_candidates, name_nodes, quantize, ActivationMode, QuantizeOptions, QuantizeSummary,
+};
+use tract_onnx::pb::ModelProto;
+
+use crate::{progress_bar, EvalArgs, ModeArg, QuantizeArgs};
+
+/// Images used by the --max-cosine-drop search (each candidate model runs on all).
+const SEARCH_IMAGES: usize = 16;
+
+/// Runs `clip-quantize quantize`.
+pub fn run(args: &QuantizeArgs) -> Result<()> {
+    let config = PreprocessConfig::default();
+    let size = config.crop_size as usize;
+    let mut fp32 = load_model(&args.model)?;
+    name_nodes(&mut fp32);
+    let (candidates, skipped) = find_candidates(&fp32)?;
+    if args.list {
+        for c in &candidates {
+            println!(
+                "{:<60} {:?} [{} x {}] input {}",
+                c.node, c.kind, c.k, c.n, c.input
+            );
+        }
+        for s in &skipped {
+            println!("{:<60} {} (stays fp32: {})", s.node, s.op, s.reason);
+        }
+        return Ok(());
+    }
+    let Some(out) = args.out.as_deref() else {
+        bail!("--out is required");
+    };
+    if candidates.is_empty() {
+        bail!(
+            "{}: no MatMul, Gemm or patch Conv with a constant weight: nothing to quantize",
+            args.model.display()
+        );
+    }
+    let mode = match args.mode {
+        ModeArg::Dynamic => ActivationMode::Dynamic,
+        ModeArg::Static => ActivationMode::Static,
+    };
+    let inputs = match &args.calibration {
+        Some(dir) => calibration_inputs(dir, &config, args.max_images)?,
+        None => {
+            if mode == ActivationMode::Static {
+                bail!("--mode static needs --calibration DIR (a folder of representative images)");
+            }
+            if args.max_cosine_drop.is_some() {
+                bail!("--max-cosine-drop needs --calibration DIR to measure the cosine on");
+            }
+            Vec::new()
+        }
+    };
+
+    let mut options = QuantizeOptions {
+        mode,
+        exclude: args.exclude.clone(),
+        static_scales: HashMap::new(),
+    };
+    if mode == ActivationMode::Static {
+        let tensors: Vec<String> = candidates.iter().map(|c| c.input.clone()).collect();
+        let bar = progress_bar(inputs.len(), "calibrating", "images");
+        let hists = collect_histograms(&fp32, &tensors, &inputs, size, |i| {
+            bar.set_position(i as u64)
+        })?;
+        bar.finish_and_clear();
+        options.static_scales = hists
+            .iter()
+            .map(|(t, h)| (t.clone(), h.scale(args.method)))
+            .collect();
+    }
+
+    let (mut int8, mut summary) = quantize(&fp32, &options)?;
+    let mut reference = if inputs.is_empty() {
+        None
+    } else {
+        Some(ImageEncoder::from_bytes(
+            &model_bytes(&fp32),
+            &args.model,
+            size,
+        )?)
+    };
+
+    let mut kept_for_cosine = Vec::new();
+    if let (Some(x), Some(reference)) = (args.max_cosine_drop, reference.as_mut()) {
+        if !(0.0..1.0).contains(&x) {
+            bail!("--max-cosine-drop must be in [0, 1), got {x}");
+        }
+        let search: Inputs = inputs.iter().take(SEARCH_IMAGES).cloned().collect();
+        kept_for_cosine =
+            keep_sensitive_layers(&fp32, &mut options, reference, &search, x, &args.model)?;
+        (int8, summary) = quantize(&fp32, &options)?;
+    }
+
+    let bytes = model_bytes(&int8);
+    // The written model must load in tract as the runtime will load it.
+    let mut candidate = ImageEncoder::from_bytes(&bytes, out, size)
+        .context("the int8 model does not load in tract (please report this)")?;
+    write_atomically(out, &bytes)?;
+
+    let eval = match reference.as_mut() {
+        Some(reference) => {
+            let bar = progress_bar(inputs.len(), "evaluating", "images");
+            let r = compare(reference, &mut candidate, &inputs, None, |i| {
+                bar.set_position(i as u64)
+            })?;
+            bar.finish_and_clear();
+            Some(r)
+        }
+        None => None,
+    };
+
+    let fp32_size = std::fs::metadata(&args.model).map(|m| m.len()).unwrap_or(0);
+    print_summary(
+        &summary,
+        fp32_size,
+        bytes.len() as u64,
+        eval.as_ref(),
+        &kept_for_cosine,
+        out,
+    );
+    if let Some(path) = &args.report {
+        let report = serde_json::json!({
+            "model": args.model.display().to_string(),
+            "out": out.display().to_string(),
+            "mode": mode,
+            "method": (mode == ActivationMode::Static).then_some(args.method),
+            "fp32_bytes": fp32_size,
+            "int8_bytes": bytes.len(),
+            "size_ratio": bytes.len() as f64 / fp32_size.max(1) as f64,
+            "quantized": summary.quantized,
+            "skipped": summary.skipped,
+            "kept_fp32_for_cosine": kept_for_cosine,
+            "calibration_images": inputs.len(),
+            "eval": eval,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn calibration_inputs(dir: &Path, config: &PreprocessConfig, max: usize) -> Result<Inputs> {
+    let images = list_images(dir)?;
+    if images.is_empty() {
+        bail!(
+            "{}: no images found (calibration needs representative images)",
+            dir.display()
+        );
+    }
+    let images: Vec<PathBuf> = spread(&images, max);
+    let (inputs, skipped) = load_inputs(&images, config)?;
+    for (path, why) in &skipped {
+        eprintln!("warning: skipped {}: {why}", path.display());
+    }
+    if inputs.is_empty() {
+        bail!(
+            "{}: none of the {} images could be read",
+            dir.display(),
+            images.len()
+        );
+    }
+    Ok(inputs)
+}
+
+/// At most `max` items, evenly spread (so every class of an ImageFolder is seen).
+fn spread<T: Clone>(items: &[T], max: usize) -> Vec<T> {
+    if items.len() <= max || max == 0 {
+        return items.to_vec();
+    }
+    (0..max)
+        .map(|i| items[i * items.len() / max].clone())
+        .collect()
+}
+
+fn mean_cosine(
+    model: &ModelProto,
+    reference: &mut ImageEncoder,
+    inputs: &Inputs,
+    name: &Path,
+) -> Result<f64> {
+    let size = reference.input_shape()[2];
+    let mut enc = ImageEncoder::from_bytes(&model_bytes(model), name, size)?;
+    Ok(compare(reference, &mut enc, inputs, None, |_| {})?.cosine_mean)
+}
+
+/// Greedy search: measure each layer's damage alone, then keep the worst layers in
+/// fp32 one by one until the mean cosine reaches `1 - max_drop`.
+fn keep_sensitive_layers(
+    fp32: &ModelProto,
+    options: &mut QuantizeOptions,
+    reference: &mut ImageEncoder,
+    inputs: &Inputs,
+    max_drop: f64,
+    name: &Path,
+) -> Result<Vec<String>> {
+    let target = 1.0 - max_drop;
+    let (all, _) = quantize(fp32, options)?;
+    let cos = mean_cosine(&all, reference, inputs, name)?;
+    if cos >= target {
+        eprintln!("mean cosine {cos:.5} >= {target:.5} with every layer quantized");
+        return Ok(Vec::new());
+    }
+    let (candidates, _) = find_candidates(fp32)?;
+    let layers: Vec<String> = candidates
+        .iter()
+        .map(|c| c.node.clone())
+        .filter(|n| !options.exclude.contains(n))
+        .collect();
+    let bar = progress_bar(layers.len(), "measuring layer sensitivity", "layers");
+    let mut damage = Vec::new();
+    for (i, layer) in layers.iter().enumerate() {
+        let only: Vec<String> = layers.iter().filter(|l| *l != layer).cloned().collect();
+        let mut one = options.clone();
+        one.exclude.extend(only);
+        let (m, _) = quantize(fp32, &one)?;
+        damage.push((
+            1.0 - mean_cosine(&m, reference, inputs, name)?,
+            layer.clone(),
+        ));
+        bar.set_position(i as u64 + 1);
+    }
+    bar.finish_and_clear();
+    damage.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut kept = Vec::new();
+    for (d, layer) in damage {
+        options.exclude.push(layer.clone());
+        kept.push(layer.clone());
+        let (m, _) = quantize(fp32, options)?;
+        let cos = mean_cosine(&m, reference, inputs, name)?;
+        log::info!("kept {layer} in fp32 (alone it cost {d:.5}): mean cosine {cos:.5}");
+        if cos >= target {
+            return Ok(kept);
+        }
+    }
+    bail!("the mean cosine stays below {target} even with every layer in fp32")
+}
+
+fn print_summary(
+    summary: &QuantizeSummary,
+    fp32_bytes: u64,
+    int8_bytes: u64,
+    eval: Option<&EvalReport>,
+    kept: &[String],
+    out: &Path,
+) {
+    let mb = |b: u64| b as f64 / 1e6;
+    eprintln!(
+        "wrote {}: {} nodes int8 ({} weights), {:.2} MB -> {:.2} MB ({:.0}%)",
+        out.display(),
+        summary.quantized.len(),
+        summary.int8_weights,
+        mb(fp32_bytes),
+        mb(int8_bytes),
+        100.0 * int8_bytes as f64 / fp32_bytes.max(1) as f64
+    );
+    let mut reasons: HashMap<&str, usize> = HashMap::new();
+    for s in &summary.skipped {
+        *reasons.entry(s.reason.as_str()).or_default() += 1;
+    }
+    let mut reasons: Vec<_> = reasons.into_iter().collect();
+    reasons.sort();
+    for (reason, count) in reasons {
+        eprintln!("  fp32: {count} node(s): {reason}");
+    }
+    if !kept.is_empty() {
+        eprintln!("  kept in fp32 for --max-cosine-drop: {}", kept.join(", "));
+    }
+    if let Some(e) = eval {
+        eprintln!(
+            "  on {} calibration images: embedding cosine to fp32 mean {:.5}, min {:.5}",
+            e.images, e.cosine_mean, e.cosine_min
+        );
+    }
+}
+
+/// Runs `clip-quantize eval`.
+pub fn eval_cmd(args: &EvalArgs) -> Result<()> {
+    let config = PreprocessConfig::default();
+    let size = config.crop_size as usize;
+    let labels = args.labels.as_deref().map(LabelTable::load).transpose()?;
+    let mut reference = ImageEncoder::load(&args.fp32, size)?;
+    let mut candidate = ImageEncoder::load(&args.int8, size)?;
+    if let Some(t) = &labels {
+        if t.dim() != reference.dim() || t.dim() != candidate.dim() {
+            bail!(
+                "dimensions differ: fp32 model {}, int8 model {}, labels {}",
+                reference.dim(),
+                candidate.dim(),
+                t.dim()
+            );
+        }
+    }
+    let images = list_images(&args.images)?;
+    if images.is_empty() {
+        bail!("{}: no images found", args.images.display());
+    }
+    let (inputs, skipped) = load_inputs(&images, &config)?;
+    for (path, why) in &skipped {
+        eprintln!("warning: skipped {}: {why}", path.display());
+    }
+    let bar = progress_bar(inputs.len(), "evaluating", "images");
+    let report = compare(
+        &mut reference,
+        &mut candidate,
+        &inputs,
+        labels.as_ref(),
+        |i| bar.set_position(i as u64),
+    )?;
+    bar.finish_and_clear();
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    println!("images:                 {}", report.images);
+    println!(
+        "cosine int8 vs fp32:    mean {:.5}  min {:.5} ({})",
+        report.cosine_mean, report.cosine_min, report.cosine_min_image
+    );
+    if let Some(a) = report.top1_agreement {
+        println!("top-1 agreement:        {:.2}%", 100.0 * a);
+    }
+    if let (Some(a), Some(b)) = (report.fp32.top1_accuracy, report.int8.top1_accuracy) {
+        println!(
+            "zero-shot top-1 ({} labelled images): fp32 {:.2}%  int8 {:.2}%",
+            report.labelled_images,
+            100.0 * a,
+            100.0 * b
+        );
+    }
+    Ok(())
+}
+
+fn write_atomically(out: &Path, bytes: &[u8]) -> Result<()> {
+    crate::write_atomically(out, |tmp| {
+        std::fs::write(tmp, bytes)?;
+        Ok(())
+    })
+}

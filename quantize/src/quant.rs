@@ -1,0 +1,632 @@
+//! The int8 rewrite: every MatMul/Gemm with a constant weight, and the ViT
+//! patch-embedding Conv, becomes integer arithmetic that tract runs on its i8×i8→i32
+//! matmul kernels, written with standard ONNX operators only.
+//!
+//! One quantized matmul `y = x · W (+ b)` becomes:
+//!
+//! ```text
+//! dynamic:  s = max(ReduceMax(Abs(x)) / 127, ε)           per frame, per tensor
+//!           xq = Cast<int8>(Round(x / s))
+//! static:   xq = QuantizeLinear(x, s, zero_point = int8 0)  s from calibration
+//! both:     acc = MatMulInteger(xq, Wq)                     i8 × i8 → i32
+//!           y = Cast<float>(acc) · (s · w_scale) (+ b)
+//! ```
+//!
+//! Activations are symmetric (zero point 0) so tract needs no weight column sums at
+//! run time, and weights are symmetric per output channel
+//! (`w_scale[n] = max_k |W[k,n]| / 127`). The patch-embedding Conv (kernel = stride,
+//! no padding) is the same matmul over image patches: Reshape → Transpose → Reshape,
+//! the quantized matmul, then back to the Conv's NCHW output.
+//!
+//! Attention's activation × activation matmuls, LayerNorm and Softmax stay f32.
+
+use std::collections::HashMap;
+
+use tract_onnx::pb::{tensor_proto::DataType, GraphProto, ModelProto, NodeProto, TensorProto};
+
+use crate::onnx_graph::{
+    attr_int, attr_ints, f32_tensor, get_attr_float, get_attr_int, get_attr_ints, i64_tensor,
+    i8_tensor, node, prune_unused_initializers, GraphIndex, Namer,
+};
+
+/// Smallest activation scale, so an all-zero tensor does not divide by zero.
+const MIN_SCALE: f32 = 1e-12;
+
+/// How activation scales are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ActivationMode {
+    /// Computed per frame from the tensor's max |x|.
+    Dynamic,
+    /// Fixed, from calibration images.
+    Static,
+}
+
+/// What the rewrite should do.
+#[derive(Debug, Clone)]
+pub struct QuantizeOptions {
+    /// Dynamic or static activation scales.
+    pub mode: ActivationMode,
+    /// Node names to keep in fp32.
+    pub exclude: Vec<String>,
+    /// Static mode: activation scale per quantized input tensor name.
+    pub static_scales: HashMap<String, f32>,
+}
+
+/// Which kind of node a candidate is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum CandidateKind {
+    /// `MatMul(x, W)` with a constant 2-D `W`.
+    MatMul,
+    /// `Gemm(x, W, C)`.
+    Gemm,
+    /// A Conv with kernel = stride and no padding (ViT patch embedding).
+    PatchConv,
+}
+
+/// A node the rewrite can quantize.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Candidate {
+    /// Node name (made unique if the export left it empty).
+    pub node: String,
+    /// Kind of node.
+    pub kind: CandidateKind,
+    /// The activation tensor that gets quantized.
+    pub input: String,
+    /// Inner (reduction) dimension.
+    pub k: usize,
+    /// Output channels.
+    pub n: usize,
+}
+
+/// A node left in fp32, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Skipped {
+    /// Node name.
+    pub node: String,
+    /// Its op type.
+    pub op: String,
+    /// Why it was not quantized.
+    pub reason: String,
+}
+
+/// What the rewrite did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct QuantizeSummary {
+    /// Nodes rewritten to int8.
+    pub quantized: Vec<Candidate>,
+    /// MatMul/Gemm/Conv nodes left in fp32, with the reason.
+    pub skipped: Vec<Skipped>,
+    /// Weights (count of values) now stored as int8.
+    pub int8_weights: usize,
+}
+
+/// Why a model cannot be quantized.
+#[derive(Debug, thiserror::Error)]
+pub enum QuantizeError {
+    /// The model has no graph.
+    #[error("the model has no graph")]
+    NoGraph,
+    /// Nothing in the model can be quantized.
+    #[error("no MatMul, Gemm or patch Conv with a constant weight: nothing to quantize")]
+    NothingToQuantize,
+    /// Static mode without a scale for some input.
+    #[error("static mode: no calibrated scale for tensor {0:?} (node {1:?})")]
+    MissingScale(String, String),
+    /// An `--exclude` name matches no candidate node.
+    #[error("--exclude {0:?} matches no quantizable node (see `clip-quantize quantize --list`)")]
+    UnknownExclude(String),
+    /// The patch-embedding input has no static spatial size.
+    #[error("{0}")]
+    DynamicShape(String),
+}
+
+/// Gives every node a non-empty, unique name (exports sometimes leave them empty),
+/// so nodes can be named in `--exclude` and reports.
+pub fn name_nodes(model: &mut ModelProto) {
+    let Some(graph) = model.graph.as_mut() else {
+        return;
+    };
+    let mut seen = std::collections::HashSet::new();
+    for (i, n) in graph.node.iter_mut().enumerate() {
+        if n.name.is_empty() || seen.contains(&n.name) {
+            n.name = format!("{}_{i}", n.op_type);
+        }
+        seen.insert(n.name.clone());
+    }
+}
+
+/// Lists the quantizable nodes of a model and the matmul-like nodes that are not.
+pub fn find_candidates(
+    model: &ModelProto,
+) -> Result<(Vec<Candidate>, Vec<Skipped>), QuantizeError> {
+    let graph = model.graph.as_ref().ok_or(QuantizeError::NoGraph)?;
+    let index = GraphIndex::new(graph);
+    let mut candidates = Vec::new();
+    let mut skipped = Vec::new();
+    for n in &graph.node {
+        match classify_node(graph, &index, n) {
+            Ok(Some(c)) => candidates.push(c),
+            Ok(None) => {}
+            Err(reason) => skipped.push(Skipped {
+                node: n.name.clone(),
+                op: n.op_type.clone(),
+                reason,
+            }),
+        }
+    }
+    Ok((candidates, skipped))
+}
+
+fn classify_node(
+    graph: &GraphProto,
+    index: &GraphIndex<'_>,
+    n: &NodeProto,
+) -> Result<Option<Candidate>, String> {
+    let candidate = |kind, k, n_out| Candidate {
+        node: n.name.clone(),
+        kind,
+        input: n.input[0].clone(),
+        k,
+        n: n_out,
+    };
+    match n.op_type.as_str() {
+        "MatMul" => {
+            if index.constant_f32(&n.input[0]).is_some() {
+                return Err("constant left operand".into());
+            }
+            let Some(w) = index.constant_f32(&n.input[1]) else {
+                return Err("activation × activation (attention); stays fp32".into());
+            };
+            if w.dims.len() != 2 {
+                return Err(format!(
+                    "weight of rank {} (only 2-D weights are quantized)",
+                    w.dims.len()
+                ));
+            }
+            Ok(Some(candidate(CandidateKind::MatMul, w.dims[0], w.dims[1])))
+        }
+        "Gemm" => {
+            if get_attr_int(n, "transA").unwrap_or(0) != 0 {
+                return Err("Gemm with transA".into());
+            }
+            let Some(w) = index.constant_f32(&n.input[1]) else {
+                return Err("Gemm without a constant weight".into());
+            };
+            if w.dims.len() != 2 {
+                return Err("Gemm weight is not 2-D".into());
+            }
+            let (k, n_out) = if get_attr_int(n, "transB").unwrap_or(0) != 0 {
+                (w.dims[1], w.dims[0])
+            } else {
+                (w.dims[0], w.dims[1])
+            };
+            Ok(Some(candidate(CandidateKind::Gemm, k, n_out)))
+        }
+        "Conv" => {
+            let Some(w) = index.constant_f32(&n.input[1]) else {
+                return Err("Conv without a constant weight".into());
+            };
+            if w.dims.len() != 4 {
+                return Err("not a 2-D convolution".into());
+            }
+            let kernel = [w.dims[2] as i64, w.dims[3] as i64];
+            let strides = get_attr_ints(n, "strides").unwrap_or(vec![1, 1]);
+            let pads = get_attr_ints(n, "pads").unwrap_or(vec![0; 4]);
+            let dilations = get_attr_ints(n, "dilations").unwrap_or(vec![1, 1]);
+            let group = get_attr_int(n, "group").unwrap_or(1);
+            let auto_pad = n
+                .attribute
+                .iter()
+                .find(|a| a.name == "auto_pad")
+                .map(|a| a.s.clone());
+            if strides != kernel
+                || pads.iter().any(|&p| p != 0)
+                || dilations.iter().any(|&d| d != 1)
+                || group != 1
+                || auto_pad.is_some_and(|s| !s.is_empty() && s != b"NOTSET")
+            {
+                return Err(
+                    "Conv is not a patch embedding (kernel = stride, no padding, group 1)".into(),
+                );
+            }
+            if source_input(graph, index, &n.input[0]).is_none() {
+                return Err("patch Conv not applied to the graph input".into());
+            }
+            Ok(Some(candidate(
+                CandidateKind::PatchConv,
+                w.dims[1] * w.dims[2] * w.dims[3],
+                w.dims[0],
+            )))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Symmetric per-output-channel int8 weights of a `[K, N]` matrix: `(Wq, w_scale)`.
+pub fn quantize_weight(w: &[f32], k: usize, n: usize) -> (Vec<i8>, Vec<f32>) {
+    let mut scales = vec![0.0f32; n];
+    for row in w.chunks_exact(n).take(k) {
+        for (s, &x) in scales.iter_mut().zip(row) {
+            *s = s.max(x.abs());
+        }
+    }
+    for s in &mut scales {
+        *s = if *s > 0.0 { *s / 127.0 } else { 1.0 };
+    }
+    let q = w
+        .iter()
+        .enumerate()
+        .map(|(i, &x)| (x / scales[i % n]).round().clamp(-127.0, 127.0) as i8)
+        .collect();
+    (q, scales)
+}
+
+/// Rewrites `model` to int8 and returns it with a summary.
+pub fn quantize(
+    model: &ModelProto,
+    options: &QuantizeOptions,
+) -> Result<(ModelProto, QuantizeSummary), QuantizeError> {
+    let mut model = model.clone();
+    name_nodes(&mut model);
+    let (candidates, skipped) = find_candidates(&model)?;
+    if candidates.is_empty() {
+        return Err(QuantizeError::NothingToQuantize);
+    }
+    for name in &options.exclude {
+        if !candidates.iter().any(|c| &c.node == name) {
+            return Err(QuantizeError::UnknownExclude(name.clone()));
+        }
+    }
+    let mut summary = QuantizeSummary {
+        skipped,
+        ..Default::default()
+    };
+    let graph = model.graph.as_mut().ok_or(QuantizeError::NoGraph)?;
+    let mut namer = Namer::new(graph);
+    let mut new_nodes: Vec<NodeProto> = Vec::with_capacity(graph.node.len() * 2);
+    let mut new_inits: Vec<TensorProto> = Vec::new();
+    let by_node: HashMap<&str, &Candidate> =
+        candidates.iter().map(|c| (c.node.as_str(), c)).collect();
+    {
+        let index = GraphIndex::new(graph);
+        for n in &graph.node {
+            let Some(cand) = by_node.get(n.name.as_str()) else {
+                new_nodes.push(n.clone());
+                continue;
+            };
+            if options.exclude.contains(&cand.node) {
+                summary.skipped.push(Skipped {
+                    node: cand.node.clone(),
+                    op: n.op_type.clone(),
+                    reason: "excluded (kept fp32)".into(),
+                });
+                new_nodes.push(n.clone());
+                continue;
+            }
+            let static_scale = match options.mode {
+                ActivationMode::Dynamic => None,
+                ActivationMode::Static => {
+                    Some(*options.static_scales.get(&cand.input).ok_or_else(|| {
+                        QuantizeError::MissingScale(cand.input.clone(), cand.node.clone())
+                    })?)
+                }
+            };
+            let mut emit = Emitter {
+                namer: &mut namer,
+                nodes: &mut new_nodes,
+                inits: &mut new_inits,
+                prefix: cand.node.clone(),
+            };
+            match cand.kind {
+                CandidateKind::MatMul => {
+                    let w = index
+                        .constant_f32(&n.input[1])
+                        .ok_or(QuantizeError::NothingToQuantize)?;
+                    emit.qmatmul(
+                        &n.input[0],
+                        &w.data,
+                        cand.k,
+                        cand.n,
+                        static_scale,
+                        &n.output[0],
+                    );
+                }
+                CandidateKind::Gemm => {
+                    let w = index
+                        .constant_f32(&n.input[1])
+                        .ok_or(QuantizeError::NothingToQuantize)?;
+                    let alpha = get_attr_float(n, "alpha").unwrap_or(1.0);
+                    let beta = get_attr_float(n, "beta").unwrap_or(1.0);
+                    let mut kn = if get_attr_int(n, "transB").unwrap_or(0) != 0 {
+                        transpose(&w.data, cand.n, cand.k)
+                    } else {
+                        w.data.clone()
+                    };
+                    kn.iter_mut().for_each(|x| *x *= alpha);
+                    match n.input.get(2).filter(|c| !c.is_empty()) {
+                        None => emit.qmatmul(
+                            &n.input[0],
+                            &kn,
+                            cand.k,
+                            cand.n,
+                            static_scale,
+                            &n.output[0],
+                        ),
+                        Some(c) => {
+                            let mm = emit.namer.fresh(&format!("{}/qmm_out", cand.node));
+                            emit.qmatmul(&n.input[0], &kn, cand.k, cand.n, static_scale, &mm);
+                            let bias = if beta == 1.0 {
+                                c.clone()
+                            } else {
+                                let beta_name = emit.constant_f32("beta", &[], &[beta]);
+                                emit.op("Mul", &[c, &beta_name], vec![])
+                            };
+                            emit.op_into("Add", &[&mm, &bias], &n.output[0], vec![]);
+                        }
+                    }
+                }
+                CandidateKind::PatchConv => {
+                    let w = index
+                        .constant_f32(&n.input[1])
+                        .ok_or(QuantizeError::NothingToQuantize)?;
+                    let input_dims = source_input(graph, &index, &n.input[0])
+                        .and_then(|name| graph_input_dims(graph, name));
+                    let (h, wd) = match input_dims.as_deref() {
+                        Some([_, _, Some(h), Some(w)]) => (*h, *w),
+                        _ => {
+                            return Err(QuantizeError::DynamicShape(format!(
+                                "patch Conv {:?}: input {:?} has no static height and width; export with a fixed image size",
+                                cand.node, n.input[0]
+                            )))
+                        }
+                    };
+                    let bias = n.input.get(2).filter(|b| !b.is_empty()).cloned();
+                    emit.patch_conv(
+                        &n.input[0],
+                        &w.dims,
+                        &w.data,
+                        (h, wd),
+                        bias.as_deref(),
+                        static_scale,
+                        &n.output[0],
+                    )
+                    .map_err(QuantizeError::DynamicShape)?;
+                }
+            }
+            summary.int8_weights += cand.k * cand.n;
+            summary.quantized.push((*cand).clone());
+        }
+    }
+    graph.node = new_nodes;
+    graph.initializer.extend(new_inits);
+    // Shapes recorded for the old graph's intermediates may no longer hold.
+    graph.value_info.clear();
+    prune_unused_initializers(graph);
+    ensure_opset(&mut model, 13);
+    Ok((model, summary))
+}
+
+fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; data.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = data[r * cols + c];
+        }
+    }
+    out
+}
+
+/// The graph input a tensor is, directly or through `Cast`/`Identity` nodes.
+fn source_input<'g>(
+    graph: &'g GraphProto,
+    index: &GraphIndex<'g>,
+    name: &'g str,
+) -> Option<&'g str> {
+    let mut name = name;
+    for _ in 0..4 {
+        if graph.input.iter().any(|i| i.name == name) {
+            return Some(name);
+        }
+        let producer = index.producer(name)?;
+        if !matches!(producer.op_type.as_str(), "Cast" | "Identity") {
+            return None;
+        }
+        name = producer.input.first()?;
+    }
+    None
+}
+
+/// Static dims of a graph input (`None` for symbolic ones).
+fn graph_input_dims(graph: &GraphProto, name: &str) -> Option<Vec<Option<usize>>> {
+    use tract_onnx::pb::{tensor_shape_proto::dimension::Value, type_proto::Value as TypeValue};
+    let input = graph.input.iter().find(|i| i.name == name)?;
+    let TypeValue::TensorType(t) = input.r#type.as_ref()?.value.as_ref()?;
+    let shape = t.shape.as_ref()?;
+    Some(
+        shape
+            .dim
+            .iter()
+            .map(|d| match d.value {
+                Some(Value::DimValue(v)) if v > 0 => Some(v as usize),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// Raises the default-domain opset to at least `min` (MatMulInteger needs 10, Round 11).
+fn ensure_opset(model: &mut ModelProto, min: i64) {
+    for op in &mut model.opset_import {
+        if op.domain.is_empty() || op.domain == "ai.onnx" {
+            op.version = op.version.max(min);
+            return;
+        }
+    }
+}
+
+/// Appends the nodes and constants of one rewrite.
+struct Emitter<'a> {
+    namer: &'a mut Namer,
+    nodes: &'a mut Vec<NodeProto>,
+    inits: &'a mut Vec<TensorProto>,
+    prefix: String,
+}
+
+impl Emitter<'_> {
+    fn constant(&mut self, suffix: &str, t: impl FnOnce(&str) -> TensorProto) -> String {
+        let name = self.namer.fresh(&format!("{}/{suffix}", self.prefix));
+        self.inits.push(t(&name));
+        name
+    }
+
+    fn constant_f32(&mut self, suffix: &str, dims: &[usize], data: &[f32]) -> String {
+        self.constant(suffix, |n| f32_tensor(n, dims, data))
+    }
+
+    fn constant_i64(&mut self, suffix: &str, data: &[i64]) -> String {
+        self.constant(suffix, |n| i64_tensor(n, &[data.len()], data))
+    }
+
+    /// Adds `op(inputs)` with a fresh output name and returns it.
+    fn op(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        attrs: Vec<tract_onnx::pb::AttributeProto>,
+    ) -> String {
+        let out = self
+            .namer
+            .fresh(&format!("{}/{}", self.prefix, op.to_lowercase()));
+        self.op_into(op, inputs, &out, attrs);
+        out
+    }
+
+    /// Adds `op(inputs)` writing to `output`.
+    fn op_into(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        output: &str,
+        attrs: Vec<tract_onnx::pb::AttributeProto>,
+    ) {
+        let name = self.namer.fresh(&format!("{}/{op}", self.prefix));
+        self.nodes.push(node(op, &name, inputs, &[output], attrs));
+    }
+
+    /// `output = x · W` in int8, `W` given row-major `[k, n]`.
+    fn qmatmul(
+        &mut self,
+        x: &str,
+        w: &[f32],
+        k: usize,
+        n: usize,
+        static_scale: Option<f32>,
+        output: &str,
+    ) {
+        let (wq, w_scale) = quantize_weight(w, k, n);
+        let wq_name = self.constant("weight_int8", |name| i8_tensor(name, &[k, n], &wq));
+        let to_int8 = || vec![attr_int("to", DataType::Int8 as i64)];
+        let to_float = || vec![attr_int("to", DataType::Float as i64)];
+        match static_scale {
+            Some(s) => {
+                let s = s.max(MIN_SCALE);
+                let scale = self.constant_f32("x_scale", &[], &[s]);
+                let zp = self.constant("x_zero_point", |name| i8_tensor(name, &[], &[0]));
+                let xq = self.op("QuantizeLinear", &[x, &scale, &zp], vec![]);
+                let acc = self.op("MatMulInteger", &[&xq, &wq_name], vec![]);
+                let accf = self.op("Cast", &[&acc], to_float());
+                let combined: Vec<f32> = w_scale.iter().map(|ws| ws * s).collect();
+                let combined = self.constant_f32("out_scale", &[n], &combined);
+                self.op_into("Mul", &[&accf, &combined], output, vec![]);
+            }
+            None => {
+                let abs = self.op("Abs", &[x], vec![]);
+                let amax = self.op("ReduceMax", &[&abs], vec![attr_int("keepdims", 0)]);
+                let q127 = self.constant_f32("q127", &[], &[127.0]);
+                let eps = self.constant_f32("min_scale", &[], &[MIN_SCALE]);
+                let s = self.op("Div", &[&amax, &q127], vec![]);
+                let s = self.op("Max", &[&s, &eps], vec![]);
+                let xs = self.op("Div", &[x, &s], vec![]);
+                let xr = self.op("Round", &[&xs], vec![]);
+                let xq = self.op("Cast", &[&xr], to_int8());
+                let acc = self.op("MatMulInteger", &[&xq, &wq_name], vec![]);
+                let accf = self.op("Cast", &[&acc], to_float());
+                let w_scale = self.constant_f32("w_scale", &[n], &w_scale);
+                let out_scale = self.op("Mul", &[&s, &w_scale], vec![]);
+                self.op_into("Mul", &[&accf, &out_scale], output, vec![]);
+            }
+        }
+    }
+
+    /// The patch-embedding Conv as patches · Wᵀ, back to NCHW.
+    #[allow(clippy::too_many_arguments)]
+    fn patch_conv(
+        &mut self,
+        x: &str,
+        wdims: &[usize],
+        w: &[f32],
+        (h, wd): (usize, usize),
+        bias: Option<&str>,
+        static_scale: Option<f32>,
+        output: &str,
+    ) -> Result<(), String> {
+        let (oc, ic, kh, kw) = (wdims[0], wdims[1], wdims[2], wdims[3]);
+        if h % kh != 0 || wd % kw != 0 {
+            return Err(format!(
+                "patch Conv: input {h}×{wd} is not a whole number of {kh}×{kw} patches"
+            ));
+        }
+        let (gh, gw) = (h / kh, wd / kw);
+        let k = ic * kh * kw;
+        let s6 = self.constant_i64(
+            "patch_shape",
+            &[0, ic as i64, gh as i64, kh as i64, gw as i64, kw as i64],
+        );
+        let x6 = self.op("Reshape", &[x, &s6], vec![]);
+        let xt = self.op(
+            "Transpose",
+            &[&x6],
+            vec![attr_ints("perm", &[0, 2, 4, 1, 3, 5])],
+        );
+        let s3 = self.constant_i64("patches_shape", &[0, (gh * gw) as i64, k as i64]);
+        let patches = self.op("Reshape", &[&xt, &s3], vec![]);
+        // Conv weight [oc, k] → matmul weight [k, oc].
+        let wt = transpose(w, oc, k);
+        let mm = self.namer.fresh(&format!("{}/patch_embeds", self.prefix));
+        self.qmatmul(&patches, &wt, k, oc, static_scale, &mm);
+        let mm = match bias {
+            Some(b) => self.op("Add", &[&mm, b], vec![]),
+            None => mm,
+        };
+        let nchw = self.op("Transpose", &[&mm], vec![attr_ints("perm", &[0, 2, 1])]);
+        let s4 = self.constant_i64("nchw_shape", &[0, oc as i64, gh as i64, gw as i64]);
+        self.op_into("Reshape", &[&nchw, &s4], output, vec![]);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_quantization_is_per_column_and_symmetric() {
+        // 2×3: column maxima 2, 0.5, 0 (a zero column keeps scale 1).
+        let w = [2.0, -0.5, 0.0, -1.0, 0.25, 0.0];
+        let (q, s) = quantize_weight(&w, 2, 3);
+        assert_eq!(s, vec![2.0 / 127.0, 0.5 / 127.0, 1.0]);
+        assert_eq!(q, vec![127, -127, 0, -64, 64, 0]);
+        for (i, (&x, &qi)) in w.iter().zip(&q).enumerate() {
+            assert!((qi as f32 * s[i % 3] - x).abs() <= s[i % 3] / 2.0 + 1e-7);
+        }
+    }
+
+    #[test]
+    fn transpose_swaps_axes() {
+        assert_eq!(
+            transpose(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 2, 3),
+            vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]
+        );
+    }
+}
