@@ -91,6 +91,28 @@ impl Classifier {
         Ok(&self.input)
     }
 
+    /// The image encoder.
+    pub fn encoder(&self) -> &ImageEncoder {
+        &self.encoder
+    }
+
+    /// The image encoder, mutable (for profiling).
+    pub fn encoder_mut(&mut self) -> &mut ImageEncoder {
+        &mut self.encoder
+    }
+
+    /// Runs the encoder on the input left by [`Classifier::preprocess`].
+    pub fn encode(&mut self) -> Result<&[f32], ClassifyError> {
+        Ok(self.encoder.encode(&self.input)?)
+    }
+
+    /// Scores the embedding left by [`Classifier::encode`] against the label table.
+    pub fn score(&mut self, k: usize) -> Result<TopK, ClassifyError> {
+        self.scorer
+            .score(&self.bundle.labels, self.encoder.embedding(), k)
+            .ok_or(ClassifyError::BadEmbedding)
+    }
+
     /// The raw (unnormalised) image embedding of an RGB8 frame.
     pub fn embed(&mut self, rgb: &image::RgbImage) -> Result<&[f32], ClassifyError> {
         self.preprocess(rgb)?;
@@ -100,9 +122,7 @@ impl Classifier {
     /// The best `k` labels for an RGB8 frame.
     pub fn classify(&mut self, rgb: &image::RgbImage, k: usize) -> Result<TopK, ClassifyError> {
         self.preprocess(rgb)?;
-        let embedding = self.encoder.encode(&self.input)?;
-        self.scorer
-            .score(&self.bundle.labels, embedding, k)
-            .ok_or(ClassifyError::BadEmbedding)
+        self.encode()?;
+        self.score(k)
     }
 }

@@ -56,6 +56,7 @@ pub struct ImageEncoder {
     dim: usize,
     state: TypedSimpleState,
     embedding: Vec<f32>,
+    kernels: Vec<String>,
 }
 
 impl std::fmt::Debug for ImageEncoder {
@@ -126,6 +127,7 @@ impl ImageEncoder {
                 )))
             }
         };
+        let kernels = matmul_kernels(&typed);
         let plan = typed.into_runnable().map_err(load_err)?;
         let state = plan.spawn().map_err(load_err)?;
         log::info!(
@@ -139,7 +141,19 @@ impl ImageEncoder {
             dim,
             state,
             embedding: vec![0.0; dim],
+            kernels,
         })
+    }
+
+    /// Names of the tract matrix-multiplication kernels the optimised plan uses
+    /// (e.g. `arm64simd_mmm_i32_8x8_dot`), with how many matmuls use each.
+    pub fn kernels(&self) -> &[String] {
+        &self.kernels
+    }
+
+    /// The embedding of the last [`ImageEncoder::encode`] call (zeros before).
+    pub fn embedding(&self) -> &[f32] {
+        &self.embedding
     }
 
     /// Length of the embedding the model produces.
@@ -187,6 +201,47 @@ impl ImageEncoder {
         self.embedding.copy_from_slice(out);
         Ok(&self.embedding)
     }
+}
+
+impl ImageEncoder {
+    /// Runs the encoder once on `input`, timing every node, and adds the time per
+    /// operator name (seconds) and call count into `acc`.
+    pub fn profile(
+        &mut self,
+        input: &[f32],
+        acc: &mut std::collections::BTreeMap<String, (f64, usize)>,
+    ) -> Result<(), EncoderError> {
+        let run = |e: TractError| EncoderError::Run(one_line(&e));
+        let tensor = Tensor::from_shape(&self.input_shape, input).map_err(run)?;
+        self.state
+            .run_plan_with_eval(tvec!(tensor.into_tvalue()), |ctx, state, node, inputs| {
+                let start = std::time::Instant::now();
+                let out = tract_onnx::tract_core::plan::eval(ctx, state, node, inputs);
+                let entry = acc.entry(node.op().name().to_string()).or_default();
+                entry.0 += start.elapsed().as_secs_f64();
+                entry.1 += 1;
+                out
+            })
+            .map_err(run)?;
+        Ok(())
+    }
+}
+
+/// Kernel names of the plan's optimised matmuls, as `name ×count`, sorted.
+fn matmul_kernels(model: &TypedModel) -> Vec<String> {
+    use tract_onnx::tract_core::ops::matmul::optimized::OptMatMul;
+    let mut counts = std::collections::BTreeMap::<String, usize>::new();
+    for node in model.nodes() {
+        if let Some(op) = node.op_as::<OptMatMul>() {
+            for mmm in &op.mmm {
+                *counts.entry(mmm.name().to_string()).or_default() += 1;
+            }
+        }
+    }
+    counts
+        .into_iter()
+        .map(|(name, count)| format!("{name} x{count}"))
+        .collect()
 }
 
 /// tract's error chain as one line (`a: b: c`).

@@ -14,8 +14,10 @@
 //! | [`encoder`] | the image encoder as one fixed-shape tract plan |
 //! | [`scoring`] | cosine, softmax, top-k, without allocating |
 //! | [`classifier`] | all of the above for one bundle |
+//! | [`bench`] | load time, per-stage latency, memory, kernels |
 //! | [`npy`] | writing tensors as `.npy` for checks in Python |
 
+pub mod bench;
 pub mod bundle;
 pub mod classifier;
 pub mod encoder;

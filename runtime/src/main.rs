@@ -56,6 +56,24 @@ enum Command {
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
+    /// Measure load time, time to first result, per-stage latency, memory and kernels.
+    Bench {
+        /// Bundle directory.
+        #[arg(long)]
+        bundle: PathBuf,
+        /// Frames to time after the first.
+        #[arg(long, default_value_t = 50)]
+        frames: usize,
+        /// Image to use as the frame (default: a synthetic 640x480 frame).
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Instead, time every operator of the encoder and print a table.
+        #[arg(long)]
+        profile: bool,
+    },
     /// Write the model input of an image ([1,3,224,224] f32, CLIP preprocessing) as .npy.
     Preprocess {
         /// The image file.
@@ -93,6 +111,13 @@ fn main() -> ExitCode {
         } => classify(&bundle, top_k as usize, json, &images),
         Command::Preprocess { image, out, bundle } => preprocess(&image, &out, bundle.as_deref()),
         Command::Embed { bundle, image, out } => embed(&bundle, &image, &out),
+        Command::Bench {
+            bundle,
+            frames,
+            image,
+            json,
+            profile,
+        } => bench(&bundle, frames, image.as_deref(), json, profile),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -252,4 +277,58 @@ fn embed(bundle: &Path, image: &Path, out: &Path) -> Result<()> {
         .with_context(|| format!("{}", image.display()))?;
     clip_edge::npy::write_f32(out, &[1, embedding.len() as u64], embedding)
         .with_context(|| format!("cannot write {}", out.display()))
+}
+
+fn bench(
+    bundle: &Path,
+    frames: usize,
+    image: Option<&Path>,
+    json: bool,
+    profile: bool,
+) -> Result<()> {
+    let frame = match image {
+        Some(path) => load_rgb8(path)?,
+        None => clip_edge::bench::synthetic_frame(),
+    };
+    if profile {
+        let rows = clip_edge::bench::profile(bundle, &frame, frames)
+            .with_context(|| format!("cannot profile bundle {}", bundle.display()))?;
+        let total: f64 = rows.iter().map(|r| r.1).sum();
+        println!(
+            "{:<28} {:>10} {:>7} {:>6}",
+            "operator", "ms/frame", "share", "calls"
+        );
+        for (op, ms, calls) in rows {
+            println!(
+                "{op:<28} {ms:>10.3} {:>6.1}% {calls:>6}",
+                100.0 * ms / total
+            );
+        }
+        println!("{:<28} {total:>10.3}", "total");
+        return Ok(());
+    }
+    let r = clip_edge::bench::run(bundle, &frame, frames)
+        .with_context(|| format!("cannot benchmark bundle {}", bundle.display()))?;
+    if json {
+        println!("{}", serde_json::to_string(&r)?);
+        return Ok(());
+    }
+    let p = |s: &clip_edge::bench::Percentiles| {
+        format!("p50 {:8.2}  p90 {:8.2}  p99 {:8.2} ms", s.p50, s.p90, s.p99)
+    };
+    println!("bundle        {} ({})", r.bundle, r.precision);
+    println!("load          {:.1} ms", r.load_ms);
+    println!("first result  {:.1} ms", r.first_result_ms);
+    println!("preprocess    {}", p(&r.preprocess_ms));
+    println!("encode        {}", p(&r.encode_ms));
+    println!("score         {}", p(&r.score_ms));
+    println!(
+        "throughput    {:.2} frames/s over {} frames, {} thread(s)",
+        r.fps, r.frames, r.threads
+    );
+    if let Some(mb) = r.peak_rss_mb {
+        println!("peak RSS      {mb:.1} MB");
+    }
+    println!("kernels       {}", r.kernels.join(", "));
+    Ok(())
 }
