@@ -30,3 +30,40 @@ lint:
 shapes-bundle: build
     ./target/release/clip-quantize labels --text-model models/shapes/text_encoder.onnx --labels models/shapes/labels.txt --templates photo --out models/shapes/bundle/labels.safetensors
     ./target/release/clip-quantize bundle --image-model models/shapes/image_encoder.onnx --labels models/shapes/bundle/labels.safetensors --out models/shapes/bundle
+
+# ARM targets: static aarch64 (any aarch64 Linux), aarch64 glibc (Pi OS Bookworm,
+# JetPack 6), 32-bit Pi OS. Linkers and QEMU runners: .cargo/config.toml.
+arm_targets := "aarch64-unknown-linux-musl aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf"
+
+# Cross-build clip-edge for the ARM boards (needs `just setup`); prints binary sizes.
+cross:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for t in {{arm_targets}}; do
+        s=$SECONDS
+        cargo build --release -p clip-edge --bin clip-edge --target $t
+        echo "cross: $t built in $((SECONDS - s)) s"
+    done
+    for t in {{arm_targets}}; do
+        b=target/$t/release/clip-edge
+        case $t in armv7*) strip=arm-linux-gnueabihf-strip ;; *) strip=aarch64-linux-gnu-strip ;; esac
+        $strip -o $b.stripped $b && stripped=$(stat -c %s $b.stripped) && rm $b.stripped
+        kind=$(file -b $b | grep -o 'statically linked\|dynamically linked')
+        awk -v t=$t -v s=$(stat -c %s $b) -v x=$stripped -v k="$kind" \
+            'BEGIN { printf "%-30s %5.1f MB, %5.1f MB stripped, %s\n", t, s / 1e6, x / 1e6, k }'
+    done
+
+# ARM builds under QEMU: the runtime's tests per target, then classify vs the host.
+test-qemu BUNDLE="" *IMAGES: build cross
+    #!/usr/bin/env bash
+    set -euo pipefail
+    for t in {{arm_targets}}; do
+        s=$SECONDS
+        cargo test --release -p clip-edge --target $t
+        echo "test-qemu: $t tests in $((SECONDS - s)) s"
+    done
+    tests/qemu/e2e.sh {{BUNDLE}} {{IMAGES}}
+
+# Guest instructions per frame and for loading under QEMU (CPU: cortex-a72, cortex-a76, cortex-a15).
+qemu-insn CPU BUNDLE IMAGE N="1" K="4":
+    tests/qemu/insn.sh {{CPU}} {{BUNDLE}} {{IMAGE}} {{N}} {{K}}

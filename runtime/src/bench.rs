@@ -136,20 +136,6 @@ pub fn peak_rss_mb() -> Option<f64> {
     Some(kb / 1024.0)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentiles_pick_ranks() {
-        let mut v: Vec<f64> = (1..=100).map(f64::from).collect();
-        v.reverse();
-        let p = Percentiles::of(&mut v);
-        assert_eq!((p.p50, p.p90, p.p99), (51.0, 90.0, 99.0));
-        assert_eq!(Percentiles::of(&mut []).p50, 0.0);
-    }
-}
-
 /// Time per operator over `frames` runs of the encoder, most expensive first:
 /// `(operator, ms per frame, calls per frame)`.
 pub fn profile(
@@ -170,4 +156,18 @@ pub fn profile(
         .collect();
     rows.sort_by(|a, b| b.1.total_cmp(&a.1));
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_pick_ranks() {
+        let mut v: Vec<f64> = (1..=100).map(f64::from).collect();
+        v.reverse();
+        let p = Percentiles::of(&mut v);
+        assert_eq!((p.p50, p.p90, p.p99), (51.0, 90.0, 99.0));
+        assert_eq!(Percentiles::of(&mut []).p50, 0.0);
+    }
 }
