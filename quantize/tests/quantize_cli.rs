@@ -1,0 +1,371 @@
+//! `clip-quantize quantize` and `eval` end to end: accuracy against fp32 on the
+//! bundled shapes model and on the public-architecture fixtures, ONNX that tract
+//! loads back, and clear errors on bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use clip_quantize::onnx_graph::{load_model, node, save_model};
+use tract_onnx::pb::{GraphProto, ModelProto, OperatorSetIdProto, ValueInfoProto};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("clip-quantize-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn quantize_cmd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_clip-quantize"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &[u8]) -> String {
+    String::from_utf8_lossy(o).into_owned()
+}
+
+fn eval_json(fp32: &Path, int8: &Path, images: &Path, labels: Option<&Path>) -> serde_json::Value {
+    let mut args = vec![
+        "eval".to_string(),
+        "--fp32".into(),
+        fp32.display().to_string(),
+        "--int8".into(),
+        int8.display().to_string(),
+        "--images".into(),
+        images.display().to_string(),
+        "--json".into(),
+    ];
+    if let Some(l) = labels {
+        args.extend(["--labels".into(), l.display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = quantize_cmd(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_str(text(&out.stdout).trim()).unwrap()
+}
+
+#[test]
+fn shapes_int8_keeps_zero_shot_accuracy_within_one_point() {
+    let dir = scratch("shapes");
+    let shapes = repo().join("models/shapes");
+    let fp32 = shapes.join("image_encoder.onnx");
+    for mode in ["dynamic", "static"] {
+        let int8 = dir.join(format!("{mode}.onnx"));
+        let report = dir.join(format!("{mode}.json"));
+        let out = quantize_cmd(&[
+            "quantize",
+            "--model",
+            fp32.to_str().unwrap(),
+            "--out",
+            int8.to_str().unwrap(),
+            "--mode",
+            mode,
+            "--calibration",
+            shapes.join("samples").to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{mode}: {}", text(&out.stderr));
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        // Every weight matmul and the patch embedding are int8.
+        assert_eq!(r["quantized"].as_array().unwrap().len(), 4 * 6 + 2, "{r}");
+        assert!(r["size_ratio"].as_f64().unwrap() < 0.40, "{r}");
+
+        let e = eval_json(
+            &fp32,
+            &int8,
+            &shapes.join("eval"),
+            Some(&shapes.join("bundle/labels.safetensors")),
+        );
+        let fp32_top1 = e["fp32"]["top1_accuracy"].as_f64().unwrap();
+        let int8_top1 = e["int8"]["top1_accuracy"].as_f64().unwrap();
+        eprintln!("{mode}: {e}");
+        assert_eq!(e["images"].as_u64(), Some(150));
+        assert!(fp32_top1 >= 0.90, "{e}");
+        assert!(
+            int8_top1 >= fp32_top1 - 0.01,
+            "{mode}: int8 {int8_top1} vs fp32 {fp32_top1}"
+        );
+        assert!(e["cosine_mean"].as_f64().unwrap() >= 0.99, "{e}");
+    }
+}
+
+#[test]
+fn public_architecture_fixtures_quantize_with_high_cosine() {
+    let dir = scratch("fixtures");
+    let images = repo().join("models/shapes/samples");
+    for fixture in ["hf-tiny", "openclip-tiny"] {
+        let fp32 = repo()
+            .join("models/fixtures")
+            .join(fixture)
+            .join("image_encoder.onnx");
+        let int8 = dir.join(format!("{fixture}.onnx"));
+        let out = quantize_cmd(&[
+            "quantize",
+            "--model",
+            fp32.to_str().unwrap(),
+            "--out",
+            int8.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{fixture}: {}", text(&out.stderr));
+        // The patch embedding is quantized in both architectures.
+        let model = load_model(&int8).unwrap();
+        let graph = model.graph.unwrap();
+        assert!(
+            !graph.node.iter().any(|n| n.op_type == "Conv"),
+            "{fixture}: Conv left"
+        );
+        assert!(graph.node.iter().any(|n| n.op_type == "MatMulInteger"));
+        let e = eval_json(&fp32, &int8, &images, None);
+        assert!(e["cosine_mean"].as_f64().unwrap() >= 0.98, "{fixture}: {e}");
+    }
+}
+
+#[test]
+fn exclude_keeps_named_nodes_in_fp32_and_unknown_names_fail() {
+    let dir = scratch("exclude");
+    let fp32 = repo().join("models/shapes/image_encoder.onnx");
+    let list = quantize_cmd(&["quantize", "--model", fp32.to_str().unwrap(), "--list"]);
+    assert!(list.status.success());
+    let listing = text(&list.stdout);
+    let first = listing.split_whitespace().next().unwrap().to_string();
+    let int8 = dir.join("x.onnx");
+    let report = dir.join("r.json");
+    let out = quantize_cmd(&[
+        "quantize",
+        "--model",
+        fp32.to_str().unwrap(),
+        "--out",
+        int8.to_str().unwrap(),
+        "--exclude",
+        &first,
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["quantized"].as_array().unwrap().len(), 4 * 6 + 1);
+    assert!(r["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["node"] == first.as_str()));
+
+    let out = quantize_cmd(&[
+        "quantize",
+        "--model",
+        fp32.to_str().unwrap(),
+        "--out",
+        int8.to_str().unwrap(),
+        "--exclude",
+        "no-such-node",
+    ]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("no-such-node"));
+}
+
+#[test]
+fn max_cosine_drop_keeps_layers_until_the_target_holds() {
+    let dir = scratch("cosine-drop");
+    let shapes = repo().join("models/shapes");
+    let int8 = dir.join("x.onnx");
+    let report = dir.join("r.json");
+    // A target tighter than plain int8 reaches forces layers back to fp32.
+    let out = quantize_cmd(&[
+        "quantize",
+        "--model",
+        shapes.join("image_encoder.onnx").to_str().unwrap(),
+        "--out",
+        int8.to_str().unwrap(),
+        "--calibration",
+        shapes.join("samples").to_str().unwrap(),
+        "--max-cosine-drop",
+        "0.00002",
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let kept = r["kept_fp32_for_cosine"].as_array().unwrap();
+    assert!(!kept.is_empty(), "{r}");
+    assert!(
+        r["eval"]["cosine_mean"].as_f64().unwrap() >= 1.0 - 0.00002 - 1e-9,
+        "{r}"
+    );
+    assert!(
+        text(&out.stderr).contains("kept in fp32"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+fn write_identity_model(path: &Path) {
+    let model = ModelProto {
+        ir_version: 8,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Some(GraphProto {
+            name: "identity".into(),
+            node: vec![node("Identity", "id", &["x"], &["y"], vec![])],
+            input: vec![ValueInfoProto {
+                name: "x".into(),
+                ..Default::default()
+            }],
+            output: vec![ValueInfoProto {
+                name: "y".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    save_model(&model, path).unwrap();
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let dir = scratch("bad");
+    let out_path = dir.join("out.onnx");
+    let out_s = out_path.to_str().unwrap();
+
+    let no_matmul = dir.join("identity.onnx");
+    write_identity_model(&no_matmul);
+    let out = quantize_cmd(&[
+        "quantize",
+        "--model",
+        no_matmul.to_str().unwrap(),
+        "--out",
+        out_s,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("nothing to quantize"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let garbage = dir.join("garbage.onnx");
+    std::fs::write(&garbage, b"\xff\xff not onnx").unwrap();
+    let out = quantize_cmd(&[
+        "quantize",
+        "--model",
+        garbage.to_str().unwrap(),
+        "--out",
+        out_s,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("garbage.onnx"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let fp32 = repo().join("models/shapes/image_encoder.onnx");
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let out = quantize_cmd(&[
+        "quantize",
+        "--model",
+        fp32.to_str().unwrap(),
+        "--out",
+        out_s,
+        "--mode",
+        "static",
+        "--calibration",
+        empty.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no images found"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = quantize_cmd(&[
+        "quantize",
+        "--model",
+        fp32.to_str().unwrap(),
+        "--out",
+        out_s,
+        "--mode",
+        "static",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--calibration"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // An unreadable image is skipped with a warning naming it; the rest calibrate.
+    let mixed = dir.join("mixed");
+    std::fs::create_dir_all(&mixed).unwrap();
+    std::fs::write(mixed.join("broken.png"), b"not a png").unwrap();
+    let sample = std::fs::read_dir(repo().join("models/shapes/samples"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::copy(&sample, mixed.join("good.png")).unwrap();
+    let out = quantize_cmd(&[
+        "quantize",
+        "--model",
+        fp32.to_str().unwrap(),
+        "--out",
+        out_s,
+        "--mode",
+        "static",
+        "--calibration",
+        mixed.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("warning: skipped") && text(&out.stderr).contains("broken.png")
+    );
+
+    // Dynamic spatial size on the patch embedding's input.
+    let mut model = load_model(&repo().join("models/fixtures/hf-tiny/image_encoder.onnx")).unwrap();
+    make_spatial_dims_symbolic(&mut model);
+    let dynamic = dir.join("dynamic.onnx");
+    save_model(&model, &dynamic).unwrap();
+    let out = quantize_cmd(&[
+        "quantize",
+        "--model",
+        dynamic.to_str().unwrap(),
+        "--out",
+        out_s,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no static height and width"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+fn make_spatial_dims_symbolic(model: &mut ModelProto) {
+    use tract_onnx::pb::{tensor_shape_proto::dimension::Value, type_proto::Value as T};
+    let graph = model.graph.as_mut().unwrap();
+    let T::TensorType(t) = graph.input[0]
+        .r#type
+        .as_mut()
+        .unwrap()
+        .value
+        .as_mut()
+        .unwrap();
+    for d in t.shape.as_mut().unwrap().dim.iter_mut().skip(2) {
+        d.value = Some(Value::DimParam("size".into()));
+    }
+}
