@@ -217,7 +217,13 @@ impl ImageEncoder {
             .run_plan_with_eval(tvec!(tensor.into_tvalue()), |ctx, state, node, inputs| {
                 let start = std::time::Instant::now();
                 let out = tract_onnx::tract_core::plan::eval(ctx, state, node, inputs);
-                let entry = acc.entry(node.op().name().to_string()).or_default();
+                let mut key = node.op().name().to_string();
+                if key == "Cast" {
+                    if let Some(o) = node.outputs.first() {
+                        key = format!("Cast to {:?}", o.fact.datum_type);
+                    }
+                }
+                let entry = acc.entry(key).or_default();
                 entry.0 += start.elapsed().as_secs_f64();
                 entry.1 += 1;
                 out
