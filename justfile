@@ -26,10 +26,13 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --release --workspace --all-targets -- -D warnings
 
-# Rebuild the shapes bundle from the committed exports (after retraining).
+# Rebuild the shapes bundles (fp32 and int8) from the committed exports (after retraining).
 shapes-bundle: build
     ./target/release/clip-quantize labels --text-model models/shapes/text_encoder.onnx --labels models/shapes/labels.txt --templates photo --out models/shapes/bundle/labels.safetensors
     ./target/release/clip-quantize bundle --image-model models/shapes/image_encoder.onnx --labels models/shapes/bundle/labels.safetensors --out models/shapes/bundle
+    mkdir -p target/shapes
+    ./target/release/clip-quantize quantize --model models/shapes/image_encoder.onnx --out target/shapes/image_encoder.int8.onnx --calibration models/shapes/samples --report target/shapes/int8-report.json
+    ./target/release/clip-quantize bundle --image-model target/shapes/image_encoder.int8.onnx --labels models/shapes/bundle/labels.safetensors --out models/shapes/bundle-int8
 
 # ARM targets: static aarch64 (any aarch64 Linux), aarch64 glibc (Pi OS Bookworm,
 # JetPack 6), 32-bit Pi OS. Linkers and QEMU runners: .cargo/config.toml.
@@ -62,7 +65,12 @@ test-qemu BUNDLE="" *IMAGES: build cross
         cargo test --release -p clip-edge --target $t
         echo "test-qemu: $t tests in $((SECONDS - s)) s"
     done
-    tests/qemu/e2e.sh {{BUNDLE}} {{IMAGES}}
+    if [[ -n "{{BUNDLE}}" ]]; then
+        tests/qemu/e2e.sh {{BUNDLE}} {{IMAGES}}
+    else
+        tests/qemu/e2e.sh models/shapes/bundle
+        EXPECT_INT8=1 tests/qemu/e2e.sh models/shapes/bundle-int8
+    fi
 
 # Guest instructions per frame and for loading under QEMU (CPU: cortex-a72, cortex-a76, cortex-a15).
 qemu-insn CPU BUNDLE IMAGE N="1" K="4":

@@ -239,12 +239,15 @@ impl LabelTable {
             "text_model_sha256".to_string(),
             self.text_model_sha256.clone(),
         );
-        safetensors::serialize([(EMBEDDINGS_TENSOR, view)], Some(meta)).map_err(|source| {
-            LabelsError::Format {
-                path: String::new(),
-                source,
-            }
-        })
+        let mut bytes =
+            safetensors::serialize([(EMBEDDINGS_TENSOR, view)], Some(meta)).map_err(|source| {
+                LabelsError::Format {
+                    path: String::new(),
+                    source,
+                }
+            })?;
+        sort_header_keys(&mut bytes);
+        Ok(bytes)
     }
 
     /// Writes the table to `path`.
@@ -294,6 +297,30 @@ impl LabelTable {
     /// The embedding row of label `index`.
     pub fn row(&self, index: usize) -> Option<&[f32]> {
         self.embeddings.chunks_exact(self.dim).nth(index)
+    }
+}
+
+/// Rewrites the safetensors JSON header with its keys sorted, so the same table
+/// always serialises to the same bytes (the metadata map's order is random). The
+/// header keeps its length: same keys and values, padded with spaces as before.
+fn sort_header_keys(bytes: &mut [u8]) {
+    let Some(len) = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]) as usize)
+    else {
+        return;
+    };
+    let Some(header) = bytes.get_mut(8..8 + len) else {
+        return;
+    };
+    // serde_json's map is a BTreeMap: parsing and printing sorts the keys.
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(header) else {
+        return;
+    };
+    let sorted = value.to_string();
+    if sorted.len() <= header.len() {
+        header[..sorted.len()].copy_from_slice(sorted.as_bytes());
+        header[sorted.len()..].fill(b' ');
     }
 }
 
@@ -348,6 +375,14 @@ mod tests {
         assert_eq!(t.row(1).unwrap(), &[0.0, 1.0]);
         let back = LabelTable::from_bytes(&t.to_bytes().unwrap()).unwrap();
         assert_eq!(back, t);
+    }
+
+    #[test]
+    fn serialisation_is_deterministic() {
+        let first = table().to_bytes().unwrap();
+        for _ in 0..8 {
+            assert_eq!(table().to_bytes().unwrap(), first);
+        }
     }
 
     #[test]

@@ -43,11 +43,11 @@ fn demo_classifies_every_sample_correctly() {
     );
 }
 
-#[test]
-fn zero_shot_top1_on_the_eval_set_is_at_least_90_percent() {
+/// Zero-shot top-1 of a bundle on the eval set, through `clip-edge classify --json`.
+fn eval_top1(bundle_name: &str) -> f64 {
     let images = eval_images();
     assert!(images.len() >= 50, "eval set too small: {}", images.len());
-    let bundle = shapes_dir().join("bundle");
+    let bundle = shapes_dir().join(bundle_name);
     let mut args = vec![
         "classify".to_string(),
         "--bundle".into(),
@@ -81,10 +81,47 @@ fn zero_shot_top1_on_the_eval_set_is_at_least_90_percent() {
     }
     let accuracy = correct as f64 / images.len() as f64;
     eprintln!(
-        "shapes eval zero-shot top-1: {correct}/{} = {accuracy:.3}",
+        "{bundle_name}: zero-shot top-1 {correct}/{} = {accuracy:.4}",
         images.len()
     );
-    assert!(accuracy >= 0.90, "top-1 {accuracy:.3} < 0.90");
+    accuracy
+}
+
+#[test]
+fn zero_shot_top1_on_the_eval_set_is_at_least_90_percent() {
+    let fp32 = eval_top1("bundle");
+    assert!(fp32 >= 0.90, "fp32 top-1 {fp32:.3} < 0.90");
+    let int8 = eval_top1("bundle-int8");
+    assert!(int8 >= 0.90, "int8 top-1 {int8:.3} < 0.90");
+    assert!(
+        int8 >= fp32 - 0.01,
+        "int8 {int8:.4} more than 1 point below fp32 {fp32:.4}"
+    );
+}
+
+#[test]
+fn committed_int8_bundle_is_what_quantize_makes() {
+    let dir = scratch("rebuild-int8");
+    let shapes = shapes_dir();
+    let int8 = dir.join("int8.onnx");
+    let out = run(
+        "clip-quantize",
+        &[
+            "quantize",
+            "--model",
+            shapes.join("image_encoder.onnx").to_str().unwrap(),
+            "--out",
+            int8.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let committed = std::fs::read(shapes.join("bundle-int8/model.onnx")).unwrap();
+    assert!(
+        committed == std::fs::read(&int8).unwrap(),
+        "models/shapes/bundle-int8/model.onnx is stale: run `just shapes-bundle`"
+    );
+    let manifest = std::fs::read_to_string(shapes.join("bundle-int8/bundle.toml")).unwrap();
+    assert!(manifest.contains("precision = \"int8\""), "{manifest}");
 }
 
 #[test]
