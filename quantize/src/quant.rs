@@ -291,6 +291,7 @@ pub fn quantize(
     let mut namer = Namer::new(graph);
     let mut new_nodes: Vec<NodeProto> = Vec::with_capacity(graph.node.len() * 2);
     let mut new_inits: Vec<TensorProto> = Vec::new();
+    let mut quantized = HashMap::new();
     let by_node: HashMap<&str, &Candidate> =
         candidates.iter().map(|c| (c.node.as_str(), c)).collect();
     {
@@ -322,6 +323,7 @@ pub fn quantize(
                 nodes: &mut new_nodes,
                 inits: &mut new_inits,
                 prefix: cand.node.clone(),
+                quantized: &mut quantized,
             };
             match cand.kind {
                 CandidateKind::MatMul => {
@@ -476,6 +478,9 @@ struct Emitter<'a> {
     nodes: &'a mut Vec<NodeProto>,
     inits: &'a mut Vec<TensorProto>,
     prefix: String,
+    /// Activations already quantized (dynamic mode): input tensor → (int8 tensor,
+    /// max |x| tensor). Q, K and V read one input: it is quantized once.
+    quantized: &'a mut HashMap<String, (String, String)>,
 }
 
 impl Emitter<'_> {
@@ -531,8 +536,7 @@ impl Emitter<'_> {
     ) {
         let (wq, w_scale) = quantize_weight(w, k, n);
         let wq_name = self.constant("weight_int8", |name| i8_tensor(name, &[k, n], &wq));
-        // `scaled` = x / s, in [-127, 127]; `out_scale` = s · w_scale per column.
-        let (scaled, out_scale) = match static_scale {
+        let (xq, out_scale) = match static_scale {
             Some(s) => {
                 let s = s.max(MIN_SCALE);
                 let inv = self.constant_f32("x_inv_scale", &[], &[1.0 / s]);
@@ -542,31 +546,25 @@ impl Emitter<'_> {
                 let hi = self.constant_f32("q_max", &[], &[127.0]);
                 let xs = self.op("Clip", &[&xs, &lo, &hi], vec![]);
                 let combined: Vec<f32> = w_scale.iter().map(|ws| ws * s).collect();
-                (xs, self.constant_f32("out_scale", &[n], &combined))
+                (
+                    self.round_to_int8(&xs),
+                    self.constant_f32("out_scale", &[n], &combined),
+                )
             }
             None => {
-                let abs = self.op("Abs", &[x], vec![]);
-                let amax = self.op("ReduceMax", &[&abs], vec![attr_int("keepdims", 0)]);
-                let eps = self.constant_f32("min_amax", &[], &[MIN_SCALE * 127.0]);
-                let amax = self.op("Max", &[&amax, &eps], vec![]);
-                let q127 = self.constant_f32("q127", &[], &[127.0]);
-                let inv = self.op("Div", &[&q127, &amax], vec![]);
-                let xs = self.op("Mul", &[x, &inv], vec![]);
+                let (xq, amax) = match self.quantized.get(x) {
+                    Some(done) => done.clone(),
+                    None => {
+                        let done = self.quantize_dynamic(x);
+                        self.quantized.insert(x.to_string(), done.clone());
+                        done
+                    }
+                };
                 let w_scale: Vec<f32> = w_scale.iter().map(|w| w / 127.0).collect();
                 let w_scale = self.constant_f32("w_scale_over_127", &[n], &w_scale);
-                (xs, self.op("Mul", &[&amax, &w_scale], vec![]))
+                (xq, self.op("Mul", &[&amax, &w_scale], vec![]))
             }
         };
-        // Round half to even by adding and removing 1.5·2^23 (exact for |v| < 2^22),
-        // then f32 → i32 → i8. In tract 0.23.9 on x86 this costs about a quarter of
-        // `Round` + one f32 → i8 `Cast`, and a third of `QuantizeLinear` (measured
-        // with `clip-edge bench --profile` on a ViT-B/32-sized encoder).
-        let magic = self.constant_f32("round_magic", &[], &[ROUND_MAGIC]);
-        let neg_magic = self.constant_f32("round_magic_neg", &[], &[-ROUND_MAGIC]);
-        let xr = self.op("Add", &[&scaled, &magic], vec![]);
-        let xr = self.op("Add", &[&xr, &neg_magic], vec![]);
-        let xi = self.op("Cast", &[&xr], vec![attr_int("to", DataType::Int32 as i64)]);
-        let xq = self.op("Cast", &[&xi], vec![attr_int("to", DataType::Int8 as i64)]);
         let acc = self.op("MatMulInteger", &[&xq, &wq_name], vec![]);
         let accf = self.op(
             "Cast",
@@ -574,6 +572,34 @@ impl Emitter<'_> {
             vec![attr_int("to", DataType::Float as i64)],
         );
         self.op_into("Mul", &[&accf, &out_scale], output, vec![]);
+    }
+
+    /// Per-frame symmetric quantization of `x`: returns (int8 tensor, max |x|).
+    fn quantize_dynamic(&mut self, x: &str) -> (String, String) {
+        let abs = self.op("Abs", &[x], vec![]);
+        let amax = self.op("ReduceMax", &[&abs], vec![attr_int("keepdims", 0)]);
+        let eps = self.constant_f32("min_amax", &[], &[MIN_SCALE * 127.0]);
+        let amax = self.op("Max", &[&amax, &eps], vec![]);
+        let q127 = self.constant_f32("q127", &[], &[127.0]);
+        let inv = self.op("Div", &[&q127, &amax], vec![]);
+        let xs = self.op("Mul", &[x, &inv], vec![]);
+        (self.round_to_int8(&xs), amax)
+    }
+
+    /// int8 of `v` (already within [-127, 127]), rounded half to even.
+    ///
+    /// Rounds by adding and removing 1.5·2^23 (exact for |v| < 2^22), then casts
+    /// f32 → i32 → i8. In tract 0.23.9 on x86 this costs about a quarter of `Round` +
+    /// one f32 → i8 `Cast`, and a third of `QuantizeLinear` (measured with
+    /// `clip-edge bench --profile` on a ViT-B/32-sized encoder); on aarch64 all three
+    /// steps are vectorised.
+    fn round_to_int8(&mut self, v: &str) -> String {
+        let magic = self.constant_f32("round_magic", &[], &[ROUND_MAGIC]);
+        let neg_magic = self.constant_f32("round_magic_neg", &[], &[-ROUND_MAGIC]);
+        let r = self.op("Add", &[v, &magic], vec![]);
+        let r = self.op("Add", &[&r, &neg_magic], vec![]);
+        let i = self.op("Cast", &[&r], vec![attr_int("to", DataType::Int32 as i64)]);
+        self.op("Cast", &[&i], vec![attr_int("to", DataType::Int8 as i64)])
     }
 
     /// The patch-embedding Conv as patches · Wᵀ, back to NCHW.

@@ -44,4 +44,4 @@ per=$(( (c1 - c0) / k ))
 load=$(( c0 - n * per ))
 printf "%s (%s), image %s\n" "$cpu" "$bin" "$image"
 printf '  insns(%d frames) = %d\n  insns(%d frames) = %d\n' "$n" "$c0" $((n + k)) "$c1"
-awk -v p="$per" -v l="$load" 'BEGIN { printf "  per frame        = %d (%.1f M)\n  load + start-up  = %d (%.1f M)\n", p, p / 1e6, l, l / 1e6 }'
+awk -v p="$per" -v l="$load" 'BEGIN { printf "  per frame        = %.0f (%.1f M)\n  load + start-up  = %.0f (%.1f M)\n", p, p / 1e6, l, l / 1e6 }'
