@@ -23,12 +23,14 @@
 
 use std::collections::HashMap;
 
-use tract_onnx::pb::{tensor_proto::DataType, GraphProto, ModelProto, NodeProto, TensorProto};
+use tract_onnx::pb::{GraphProto, ModelProto, NodeProto, TensorProto};
+
+mod emit;
 
 use crate::onnx_graph::{
-    attr_int, attr_ints, f32_tensor, get_attr_float, get_attr_int, get_attr_ints, i64_tensor,
-    i8_tensor, node, prune_unused_initializers, GraphIndex, Namer,
+    get_attr_float, get_attr_int, get_attr_ints, prune_unused_initializers, GraphIndex, Namer,
 };
+use emit::Emitter;
 
 /// 1.5 · 2^23: adding then subtracting it rounds an f32 to the nearest integer
 /// (ties to even), the classic float trick.
@@ -469,183 +471,6 @@ fn ensure_opset(model: &mut ModelProto, min: i64) {
             op.version = op.version.max(min);
             return;
         }
-    }
-}
-
-/// Appends the nodes and constants of one rewrite.
-struct Emitter<'a> {
-    namer: &'a mut Namer,
-    nodes: &'a mut Vec<NodeProto>,
-    inits: &'a mut Vec<TensorProto>,
-    prefix: String,
-    /// Activations already quantized (dynamic mode): input tensor → (int8 tensor,
-    /// max |x| tensor). Q, K and V read one input: it is quantized once.
-    quantized: &'a mut HashMap<String, (String, String)>,
-}
-
-impl Emitter<'_> {
-    fn constant(&mut self, suffix: &str, t: impl FnOnce(&str) -> TensorProto) -> String {
-        let name = self.namer.fresh(&format!("{}/{suffix}", self.prefix));
-        self.inits.push(t(&name));
-        name
-    }
-
-    fn constant_f32(&mut self, suffix: &str, dims: &[usize], data: &[f32]) -> String {
-        self.constant(suffix, |n| f32_tensor(n, dims, data))
-    }
-
-    fn constant_i64(&mut self, suffix: &str, data: &[i64]) -> String {
-        self.constant(suffix, |n| i64_tensor(n, &[data.len()], data))
-    }
-
-    /// Adds `op(inputs)` with a fresh output name and returns it.
-    fn op(
-        &mut self,
-        op: &str,
-        inputs: &[&str],
-        attrs: Vec<tract_onnx::pb::AttributeProto>,
-    ) -> String {
-        let out = self
-            .namer
-            .fresh(&format!("{}/{}", self.prefix, op.to_lowercase()));
-        self.op_into(op, inputs, &out, attrs);
-        out
-    }
-
-    /// Adds `op(inputs)` writing to `output`.
-    fn op_into(
-        &mut self,
-        op: &str,
-        inputs: &[&str],
-        output: &str,
-        attrs: Vec<tract_onnx::pb::AttributeProto>,
-    ) {
-        let name = self.namer.fresh(&format!("{}/{op}", self.prefix));
-        self.nodes.push(node(op, &name, inputs, &[output], attrs));
-    }
-
-    /// `output = x · W` in int8, `W` given row-major `[k, n]`.
-    fn qmatmul(
-        &mut self,
-        x: &str,
-        w: &[f32],
-        k: usize,
-        n: usize,
-        static_scale: Option<f32>,
-        output: &str,
-    ) {
-        let (wq, w_scale) = quantize_weight(w, k, n);
-        let wq_name = self.constant("weight_int8", |name| i8_tensor(name, &[k, n], &wq));
-        let (xq, out_scale) = match static_scale {
-            Some(s) => {
-                let s = s.max(MIN_SCALE);
-                let inv = self.constant_f32("x_inv_scale", &[], &[1.0 / s]);
-                let xs = self.op("Mul", &[x, &inv], vec![]);
-                // Values beyond the calibrated range saturate.
-                let lo = self.constant_f32("q_min", &[], &[-127.0]);
-                let hi = self.constant_f32("q_max", &[], &[127.0]);
-                let xs = self.op("Clip", &[&xs, &lo, &hi], vec![]);
-                let combined: Vec<f32> = w_scale.iter().map(|ws| ws * s).collect();
-                (
-                    self.round_to_int8(&xs),
-                    self.constant_f32("out_scale", &[n], &combined),
-                )
-            }
-            None => {
-                let (xq, amax) = match self.quantized.get(x) {
-                    Some(done) => done.clone(),
-                    None => {
-                        let done = self.quantize_dynamic(x);
-                        self.quantized.insert(x.to_string(), done.clone());
-                        done
-                    }
-                };
-                let w_scale: Vec<f32> = w_scale.iter().map(|w| w / 127.0).collect();
-                let w_scale = self.constant_f32("w_scale_over_127", &[n], &w_scale);
-                (xq, self.op("Mul", &[&amax, &w_scale], vec![]))
-            }
-        };
-        let acc = self.op("MatMulInteger", &[&xq, &wq_name], vec![]);
-        let accf = self.op(
-            "Cast",
-            &[&acc],
-            vec![attr_int("to", DataType::Float as i64)],
-        );
-        self.op_into("Mul", &[&accf, &out_scale], output, vec![]);
-    }
-
-    /// Per-frame symmetric quantization of `x`: returns (int8 tensor, max |x|).
-    fn quantize_dynamic(&mut self, x: &str) -> (String, String) {
-        let abs = self.op("Abs", &[x], vec![]);
-        let amax = self.op("ReduceMax", &[&abs], vec![attr_int("keepdims", 0)]);
-        let eps = self.constant_f32("min_amax", &[], &[MIN_SCALE * 127.0]);
-        let amax = self.op("Max", &[&amax, &eps], vec![]);
-        let q127 = self.constant_f32("q127", &[], &[127.0]);
-        let inv = self.op("Div", &[&q127, &amax], vec![]);
-        let xs = self.op("Mul", &[x, &inv], vec![]);
-        (self.round_to_int8(&xs), amax)
-    }
-
-    /// int8 of `v` (already within [-127, 127]), rounded half to even.
-    ///
-    /// Rounds by adding and removing 1.5·2^23 (exact for |v| < 2^22), then casts
-    /// f32 → i32 → i8. In tract 0.23.9 on x86 this costs about a quarter of `Round` +
-    /// one f32 → i8 `Cast`, and a third of `QuantizeLinear` (measured with
-    /// `clip-edge bench --profile` on a ViT-B/32-sized encoder); on aarch64 all three
-    /// steps are vectorised.
-    fn round_to_int8(&mut self, v: &str) -> String {
-        let magic = self.constant_f32("round_magic", &[], &[ROUND_MAGIC]);
-        let neg_magic = self.constant_f32("round_magic_neg", &[], &[-ROUND_MAGIC]);
-        let r = self.op("Add", &[v, &magic], vec![]);
-        let r = self.op("Add", &[&r, &neg_magic], vec![]);
-        let i = self.op("Cast", &[&r], vec![attr_int("to", DataType::Int32 as i64)]);
-        self.op("Cast", &[&i], vec![attr_int("to", DataType::Int8 as i64)])
-    }
-
-    /// The patch-embedding Conv as patches · Wᵀ, back to NCHW.
-    #[allow(clippy::too_many_arguments)]
-    fn patch_conv(
-        &mut self,
-        x: &str,
-        wdims: &[usize],
-        w: &[f32],
-        (h, wd): (usize, usize),
-        bias: Option<&str>,
-        static_scale: Option<f32>,
-        output: &str,
-    ) -> Result<(), String> {
-        let (oc, ic, kh, kw) = (wdims[0], wdims[1], wdims[2], wdims[3]);
-        if h % kh != 0 || wd % kw != 0 {
-            return Err(format!(
-                "patch Conv: input {h}×{wd} is not a whole number of {kh}×{kw} patches"
-            ));
-        }
-        let (gh, gw) = (h / kh, wd / kw);
-        let k = ic * kh * kw;
-        let s6 = self.constant_i64(
-            "patch_shape",
-            &[0, ic as i64, gh as i64, kh as i64, gw as i64, kw as i64],
-        );
-        let x6 = self.op("Reshape", &[x, &s6], vec![]);
-        let xt = self.op(
-            "Transpose",
-            &[&x6],
-            vec![attr_ints("perm", &[0, 2, 4, 1, 3, 5])],
-        );
-        let s3 = self.constant_i64("patches_shape", &[0, (gh * gw) as i64, k as i64]);
-        let patches = self.op("Reshape", &[&xt, &s3], vec![]);
-        // Conv weight [oc, k] → matmul weight [k, oc].
-        let wt = transpose(w, oc, k);
-        let mm = self.namer.fresh(&format!("{}/patch_embeds", self.prefix));
-        self.qmatmul(&patches, &wt, k, oc, static_scale, &mm);
-        let mm = match bias {
-            Some(b) => self.op("Add", &[&mm, b], vec![]),
-            None => mm,
-        };
-        let nchw = self.op("Transpose", &[&mm], vec![attr_ints("perm", &[0, 2, 1])]);
-        let s4 = self.constant_i64("nchw_shape", &[0, oc as i64, gh as i64, gw as i64]);
-        self.op_into("Reshape", &[&nchw, &s4], output, vec![]);
-        Ok(())
     }
 }
 
