@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::time::Instant;
 
+use crate::alloc_count::{is_counting, snapshot};
 use crate::classifier::{Classifier, ClassifyError};
 
 /// p50/p90/p99 of one stage, in milliseconds.
@@ -63,6 +64,13 @@ pub struct BenchReport {
     pub threads: usize,
     /// Matmul kernels in the optimised plan.
     pub kernels: Vec<String>,
+    /// Heap allocations per frame outside tract (preprocess, score, top-k); `None`
+    /// when the counting allocator is not installed.
+    pub allocs_per_frame: Option<f64>,
+    /// Heap allocations per frame inside the encoder run (tract).
+    pub tract_allocs_per_frame: Option<f64>,
+    /// Bytes allocated per frame inside the encoder run (tract).
+    pub tract_alloc_bytes_per_frame: Option<f64>,
 }
 
 /// Benchmarks `bundle` on `frame`, `frames` times after a first (cold) frame.
@@ -77,20 +85,34 @@ pub fn run(
     classifier.classify(frame, 1)?;
     let first_result_ms = ms(start);
 
-    let (mut pre, mut enc, mut score) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut pre, mut enc, mut score) = (
+        Vec::with_capacity(frames),
+        Vec::with_capacity(frames),
+        Vec::with_capacity(frames),
+    );
+    let (mut ours, mut tract, mut tract_bytes) = (0u64, 0u64, 0u64);
     let timed = Instant::now();
     for _ in 0..frames {
+        let a0 = snapshot();
         let t = Instant::now();
         classifier.preprocess(frame)?;
         pre.push(ms(t));
+        let a1 = snapshot();
         let t = Instant::now();
         classifier.encode()?;
         enc.push(ms(t));
+        let a2 = snapshot();
         let t = Instant::now();
         classifier.score(5)?;
         score.push(ms(t));
+        let a3 = snapshot();
+        ours += (a1.0 - a0.0) + (a3.0 - a2.0);
+        tract += a2.0 - a1.0;
+        tract_bytes += a2.1 - a1.1;
     }
     let total_s = timed.elapsed().as_secs_f64();
+    let counting = is_counting();
+    let per_frame = |n: u64| n as f64 / frames.max(1) as f64;
     Ok(BenchReport {
         bundle: bundle.display().to_string(),
         precision: format!("{:?}", classifier.bundle().manifest.model.precision).to_lowercase(),
@@ -108,6 +130,9 @@ pub fn run(
         peak_rss_mb: peak_rss_mb(),
         threads: 1,
         kernels: classifier.encoder().kernels().to_vec(),
+        allocs_per_frame: counting.then(|| per_frame(ours)),
+        tract_allocs_per_frame: counting.then(|| per_frame(tract)),
+        tract_alloc_bytes_per_frame: counting.then(|| per_frame(tract_bytes)),
     })
 }
 

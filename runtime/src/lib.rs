@@ -14,9 +14,11 @@
 //! | [`encoder`] | the image encoder as one fixed-shape tract plan |
 //! | [`scoring`] | cosine, softmax, top-k, without allocating |
 //! | [`classifier`] | all of the above for one bundle |
+//! | [`alloc_count`] | a counting global allocator, for allocation-free frame paths |
 //! | [`bench`] | load time, per-stage latency, memory, kernels |
 //! | [`npy`] | writing tensors as `.npy` for checks in Python |
 
+pub mod alloc_count;
 pub mod bench;
 pub mod bundle;
 pub mod classifier;

@@ -11,6 +11,11 @@ use clip_edge::preprocess::{PreprocessConfig, Preprocessor};
 use clip_edge::scoring::MAX_TOP_K;
 use clip_edge::{Classifier, TopK};
 
+/// Counts heap allocations, for `bench`'s allocations-per-frame figures.
+#[global_allocator]
+static ALLOCATOR: clip_edge::alloc_count::CountingAllocator =
+    clip_edge::alloc_count::CountingAllocator;
+
 /// Where `demo` finds the bundled model and images when run from the source tree.
 const SHAPES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/shapes");
 
@@ -334,6 +339,12 @@ fn bench(
     );
     if let Some(mb) = r.peak_rss_mb {
         println!("peak RSS      {mb:.1} MB");
+    }
+    if let (Some(ours), Some(tract)) = (r.allocs_per_frame, r.tract_allocs_per_frame) {
+        println!(
+            "allocations   {ours:.1} per frame outside tract, {tract:.1} in tract ({:.2} MB)",
+            r.tract_alloc_bytes_per_frame.unwrap_or(0.0) / 1e6
+        );
     }
     println!("kernels       {}", r.kernels.join(", "));
     Ok(())
