@@ -6,7 +6,7 @@
 #
 # CPU: an aarch64 QEMU CPU (cortex-a72 = SMLAL path, cortex-a76 = SDOT path; runs the
 # static musl build) or an armv7 one (cortex-a15, cortex-a7...; runs the armv7 build with
-# TRACT_CPU_ARM32_NEON=true). Classifies IMAGE repeated N times (default 1) and N+K
+# TRACT_CPU_ARM32_NEON=true; CLIP_EDGE_BIN overrides the aarch64 binary). Classifies IMAGE repeated N times (default 1) and N+K
 # times (default K=4): per frame = (count(N+K) - count(N)) / K, which cancels start-up
 # and model loading; load = count(N) - N x per frame. A frame is decode + preprocess +
 # image encoder + scoring of one image.
@@ -26,7 +26,7 @@ case $cpu in
         bin=target/armv7-unknown-linux-gnueabihf/release/clip-edge
         qemu=(env TRACT_CPU_ARM32_NEON=true qemu-arm -cpu "$cpu" -L /usr/arm-linux-gnueabihf) ;;
     *)
-        bin=target/aarch64-unknown-linux-musl/release/clip-edge
+        bin=${CLIP_EDGE_BIN:-target/aarch64-unknown-linux-musl/release/clip-edge}
         qemu=(qemu-aarch64 -cpu "$cpu") ;;
 esac
 [[ -x $bin ]] || { echo "insn: missing $bin (run \`just cross\`)" >&2; exit 1; }
