@@ -110,6 +110,13 @@ fn main() -> ExitCode {
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
+    // Die quietly on a closed pipe (`clip-edge ... | head`) like other Unix tools,
+    // instead of panicking in println!.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -199,8 +206,12 @@ fn print_result(classifier: &Classifier, path: &Path, top: &TopK, json: bool) {
 }
 
 fn demo(bundle: Option<PathBuf>, images: Option<PathBuf>) -> Result<()> {
-    let bundle = bundle.unwrap_or_else(|| Path::new(SHAPES_DIR).join("bundle"));
-    let images_dir = images.unwrap_or_else(|| Path::new(SHAPES_DIR).join("samples"));
+    let shapes = Path::new(SHAPES_DIR);
+    let shapes = shapes
+        .canonicalize()
+        .unwrap_or_else(|_| shapes.to_path_buf());
+    let bundle = bundle.unwrap_or_else(|| shapes.join("bundle"));
+    let images_dir = images.unwrap_or_else(|| shapes.join("samples"));
     let mut classifier = load_classifier(&bundle)?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(&images_dir)
         .with_context(|| format!("cannot list images in {}", images_dir.display()))?
