@@ -73,11 +73,13 @@ pub struct BenchReport {
     pub tract_alloc_bytes_per_frame: Option<f64>,
 }
 
-/// Benchmarks `bundle` on `frame`, `frames` times after a first (cold) frame.
+/// Benchmarks `bundle` on `frame`, `frames` times after a first (cold) frame;
+/// `threads` is what [`crate::encoder::set_threads`] was given, for the report.
 pub fn run(
     bundle: &Path,
     frame: &image::RgbImage,
     frames: usize,
+    threads: usize,
 ) -> Result<BenchReport, ClassifyError> {
     let start = Instant::now();
     let mut classifier = Classifier::load(bundle)?;
@@ -128,7 +130,7 @@ pub fn run(
             0.0
         },
         peak_rss_mb: peak_rss_mb(),
-        threads: 1,
+        threads,
         kernels: classifier.encoder().kernels().to_vec(),
         allocs_per_frame: counting.then(|| per_frame(ours)),
         tract_allocs_per_frame: counting.then(|| per_frame(tract)),

@@ -31,6 +31,9 @@ const SHAPES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/shapes"
         Set RUST_LOG=info (or debug) for diagnostics on stderr."
 )]
 struct Cli {
+    /// Threads for tract's matrix multiplications (default: every CPU available).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: Option<u16>,
     #[command(subcommand)]
     command: Command,
 }
@@ -119,6 +122,13 @@ fn main() -> ExitCode {
     }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
+    let threads = cli
+        .threads
+        .map_or_else(clip_edge::encoder::available_threads, usize::from);
+    if let Err(err) = clip_edge::encoder::set_threads(threads) {
+        eprintln!("error: {err}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         Command::Demo { bundle, images } => demo(bundle, images),
         Command::Classify {
@@ -135,7 +145,7 @@ fn main() -> ExitCode {
             image,
             json,
             profile,
-        } => bench(&bundle, frames, image.as_deref(), json, profile),
+        } => bench(&bundle, frames, image.as_deref(), json, profile, threads),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -307,6 +317,7 @@ fn bench(
     image: Option<&Path>,
     json: bool,
     profile: bool,
+    threads: usize,
 ) -> Result<()> {
     let frame = match image {
         Some(path) => load_rgb8(path)?,
@@ -329,7 +340,7 @@ fn bench(
         println!("{:<28} {total:>10.3}", "total");
         return Ok(());
     }
-    let r = clip_edge::bench::run(bundle, &frame, frames)
+    let r = clip_edge::bench::run(bundle, &frame, frames, threads)
         .with_context(|| format!("cannot benchmark bundle {}", bundle.display()))?;
     if json {
         println!("{}", serde_json::to_string(&r)?);

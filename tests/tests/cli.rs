@@ -157,3 +157,56 @@ fn help_explains_every_subcommand() {
     assert!(!out.status.success());
     assert!(!stderr(&out).contains("panicked"));
 }
+
+#[test]
+fn threads_change_speed_not_answers() {
+    let bundle = shapes_dir().join("bundle-int8");
+    let img = shapes_dir().join("samples/red_triangle.png");
+    let classify = |threads: &str| {
+        let out = run(
+            "clip-edge",
+            &[
+                "--threads",
+                threads,
+                "classify",
+                "--bundle",
+                bundle.to_str().unwrap(),
+                "--json",
+                "--top-k",
+                "5",
+                img.to_str().unwrap(),
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    assert_eq!(classify("1"), classify("3"));
+    let out = run(
+        "clip-edge",
+        &[
+            "bench",
+            "--threads",
+            "2",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--frames",
+            "2",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["threads"], 2);
+    assert_eq!(v["allocs_per_frame"], 0.0);
+    assert!(
+        v["kernels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k.as_str().unwrap().contains("i32")),
+        "{v}"
+    );
+    let out = run("clip-edge", &["--threads", "0", "demo"]);
+    assert!(!out.status.success());
+    assert!(!stderr(&out).contains("panicked"));
+}
