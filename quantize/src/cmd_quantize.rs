@@ -42,6 +42,11 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     let Some(out) = args.out.as_deref() else {
         bail!("--out is required");
     };
+    if let Some(x) = args.max_cosine_drop {
+        if !(0.0..1.0).contains(&x) {
+            bail!("--max-cosine-drop must be in [0, 1), got {x}");
+        }
+    }
     if candidates.is_empty() {
         bail!(
             "{}: no MatMul, Gemm or patch Conv with a constant weight: nothing to quantize",
@@ -53,7 +58,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
         ModeArg::Static => ActivationMode::Static,
     };
     let inputs = match &args.calibration {
-        Some(dir) => calibration_inputs(dir, &config, args.max_images)?,
+        Some(dir) => read_images(dir, &config, args.max_images)?,
         None => {
             if mode == ActivationMode::Static {
                 bail!("--mode static needs --calibration DIR (a folder of representative images)");
@@ -96,13 +101,19 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
 
     let mut kept_for_cosine = Vec::new();
     if let (Some(x), Some(reference)) = (args.max_cosine_drop, reference.as_mut()) {
-        if !(0.0..1.0).contains(&x) {
-            bail!("--max-cosine-drop must be in [0, 1), got {x}");
-        }
         let search: Inputs = inputs.iter().take(SEARCH_IMAGES).cloned().collect();
-        kept_for_cosine =
-            keep_sensitive_layers(&fp32, &mut options, reference, &search, x, &args.model)?;
-        (int8, summary) = quantize(&fp32, &options)?;
+        kept_for_cosine = keep_sensitive_layers(
+            &fp32,
+            &int8,
+            &mut options,
+            reference,
+            &search,
+            x,
+            &args.model,
+        )?;
+        if !kept_for_cosine.is_empty() {
+            (int8, summary) = quantize(&fp32, &options)?;
+        }
     }
 
     let bytes = model_bytes(&int8);
@@ -153,13 +164,12 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     Ok(())
 }
 
-fn calibration_inputs(dir: &Path, config: &PreprocessConfig, max: usize) -> Result<Inputs> {
+/// Preprocessed inputs of the images under `dir` (at most `max`, evenly spread);
+/// unreadable files are skipped with a warning, an empty result is an error.
+fn read_images(dir: &Path, config: &PreprocessConfig, max: usize) -> Result<Inputs> {
     let images = list_images(dir)?;
     if images.is_empty() {
-        bail!(
-            "{}: no images found (calibration needs representative images)",
-            dir.display()
-        );
+        bail!("{}: no images found", dir.display());
     }
     let images: Vec<PathBuf> = spread(&images, max);
     let (inputs, skipped) = load_inputs(&images, config)?;
@@ -197,10 +207,12 @@ fn mean_cosine(
     Ok(compare(reference, &mut enc, inputs, None, |_| {})?.cosine_mean)
 }
 
-/// Greedy search: measure each layer's damage alone, then keep the worst layers in
-/// fp32 one by one until the mean cosine reaches `1 - max_drop`.
+/// Greedy search (`all` is `fp32` with every layer quantized): measure each
+/// layer's damage alone, then keep the worst layers in fp32 one by one until the
+/// mean cosine reaches `1 - max_drop`.
 fn keep_sensitive_layers(
     fp32: &ModelProto,
+    all: &ModelProto,
     options: &mut QuantizeOptions,
     reference: &mut ImageEncoder,
     inputs: &Inputs,
@@ -208,8 +220,7 @@ fn keep_sensitive_layers(
     name: &Path,
 ) -> Result<Vec<String>> {
     let target = 1.0 - max_drop;
-    let (all, _) = quantize(fp32, options)?;
-    let cos = mean_cosine(&all, reference, inputs, name)?;
+    let cos = mean_cosine(all, reference, inputs, name)?;
     if cos >= target {
         eprintln!("mean cosine {cos:.5} >= {target:.5} with every layer quantized");
         return Ok(Vec::new());
@@ -304,14 +315,7 @@ pub fn eval_cmd(args: &EvalArgs) -> Result<()> {
             );
         }
     }
-    let images = list_images(&args.images)?;
-    if images.is_empty() {
-        bail!("{}: no images found", args.images.display());
-    }
-    let (inputs, skipped) = load_inputs(&images, &config)?;
-    for (path, why) in &skipped {
-        eprintln!("warning: skipped {}: {why}", path.display());
-    }
+    let inputs = read_images(&args.images, &config, usize::MAX)?;
     let bar = progress_bar(inputs.len(), "evaluating", "images");
     let report = compare(
         &mut reference,
