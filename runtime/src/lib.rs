@@ -17,12 +17,16 @@
 //! | [`alloc_count`] | a counting global allocator, for allocation-free frame paths |
 //! | [`bench`] | load time, per-stage latency, memory, kernels |
 //! | [`npy`] | writing tensors as `.npy` for checks in Python |
+//! | [`board`] | board profiles (`boards/*.toml`): CPU, threads, int8 kernel, memory budget, camera, GPIO pins |
+//! | [`gpio`] | GPIO actions over `embedded-hal`: outputs driven by labels, a debounced button |
 
 pub mod alloc_count;
 pub mod bench;
+pub mod board;
 pub mod bundle;
 pub mod classifier;
 pub mod encoder;
+pub mod gpio;
 pub mod image_io;
 pub mod labels;
 pub mod npy;
