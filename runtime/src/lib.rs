@@ -17,6 +17,7 @@
 //! | [`alloc_count`] | a counting global allocator, for allocation-free frame paths |
 //! | [`bench`] | load time, per-stage latency, memory, kernels |
 //! | [`npy`] | writing tensors as `.npy` for checks in Python |
+//! | [`watchdog`] | systemd readiness, status and watchdog pings (`sd_notify`) |
 
 pub mod alloc_count;
 pub mod bench;
@@ -28,6 +29,8 @@ pub mod labels;
 pub mod npy;
 pub mod preprocess;
 pub mod scoring;
+#[cfg(unix)]
+pub mod watchdog;
 
 pub use bundle::Bundle;
 pub use classifier::{Classifier, ClassifyError};
