@@ -38,17 +38,18 @@ shapes-bundle: build
 # JetPack 6), 32-bit Pi OS. Linkers and QEMU runners: .cargo/config.toml.
 arm_targets := "aarch64-unknown-linux-musl aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf"
 
-# Cross-build clip-edge for the ARM boards (needs `just setup`); prints binary sizes.
-cross:
+# Cross-build clip-edge for the ARM boards, or only TARGETS (needs `just setup`); prints binary sizes.
+cross *TARGETS:
     #!/usr/bin/env bash
     set -euo pipefail
-    for t in {{arm_targets}}; do
+    targets="{{ if TARGETS == "" { arm_targets } else { TARGETS } }}"
+    for t in $targets; do
         s=$SECONDS
         cargo build --release -p clip-edge --bin clip-edge --target $t
         echo "cross: $t built in $((SECONDS - s)) s"
     done
-    for t in {{arm_targets}}; do
-        b=target/$t/release/clip-edge
+    for t in $targets; do
+        b=${CARGO_TARGET_DIR:-target}/$t/release/clip-edge
         case $t in armv7*) strip=arm-linux-gnueabihf-strip ;; *) strip=aarch64-linux-gnu-strip ;; esac
         $strip -o $b.stripped $b && stripped=$(stat -c %s $b.stripped) && rm $b.stripped
         kind=$(file -b $b | grep -o 'statically linked\|dynamically linked')
@@ -75,3 +76,11 @@ test-qemu BUNDLE="" *IMAGES: build cross
 # Guest instructions per frame and for loading under QEMU (CPU: cortex-a72, cortex-a76, cortex-a15).
 qemu-insn CPU BUNDLE IMAGE N="1" K="4":
     tests/qemu/insn.sh {{CPU}} {{BUNDLE}} {{IMAGE}} {{N}} {{K}}
+
+# Install clip-edge as a systemd service on HOST (ssh, sudo) for BOARD: builds its target, runs boards/deploy.sh.
+deploy HOST BOARD="pi4" BUNDLE="models/shapes/bundle-int8":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    target=$(boards/deploy.sh --target {{BOARD}})
+    just cross $target
+    boards/deploy.sh {{HOST}} {{BOARD}} {{BUNDLE}}

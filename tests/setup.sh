@@ -3,7 +3,8 @@
 # `just`, the rustfmt/clippy components, and for the ARM cross builds and QEMU tests
 # (`just cross`, `just test-qemu`, `just qemu-insn`): the rustup targets, Debian's
 # aarch64/armhf cross gcc (linkers, and the glibc the gnu builds run against under
-# qemu-user -L), qemu-user, python3, file, and a host gcc for the QEMU plugin.
+# qemu-user -L), qemu-user, python3, file, a host gcc for the QEMU plugin, and systemd
+# (for `systemd-analyze verify` of the service unit).
 # Safe to run again: apt runs (after one `apt-get update`) only if something is missing.
 # Run as root or with sudo available. SKIP_CROSS=1 installs only the host tools.
 set -euo pipefail
@@ -28,6 +29,7 @@ if [[ ${SKIP_CROSS:-0} != 1 ]]; then
         [python3]=python3
         [file]=file
         [nm]=binutils
+        [systemd-analyze]=systemd # `systemd-analyze verify` of the unit (tests/tests/deploy.rs)
     )
     missing=()
     for cmd in "${!need[@]}"; do

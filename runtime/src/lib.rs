@@ -19,6 +19,7 @@
 //! | [`npy`] | writing tensors as `.npy` for checks in Python |
 //! | [`board`] | board profiles (`boards/*.toml`): CPU, threads, int8 kernel, memory budget, camera, GPIO pins |
 //! | [`gpio`] | GPIO actions over `embedded-hal`: outputs driven by labels, a debounced button |
+//! | [`watchdog`] | systemd readiness, status and watchdog pings (`sd_notify`) |
 
 pub mod alloc_count;
 pub mod bench;
@@ -32,6 +33,8 @@ pub mod labels;
 pub mod npy;
 pub mod preprocess;
 pub mod scoring;
+#[cfg(unix)]
+pub mod watchdog;
 
 pub use bundle::Bundle;
 pub use classifier::{Classifier, ClassifyError};
