@@ -184,7 +184,7 @@ fn parse_stdin(rest: &str) -> Result<SourceSpec, String> {
         )
     })?;
     let (width, height) = parse_size(size)?;
-    if format == RawFormat::Yuv420 && (width % 2 != 0 || height % 2 != 0) {
+    if format == RawFormat::Yuv420 && (!width.is_multiple_of(2) || !height.is_multiple_of(2)) {
         return Err(format!(
             "yuv420 (I420) needs an even width and height, got {width}x{height}"
         ));

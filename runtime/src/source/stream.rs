@@ -44,7 +44,7 @@ impl<R: Read> RawStream<R> {
                 format!("frame size {width}x{height} out of range (each side 1..={MAX_SIDE})"),
             ));
         }
-        if format == RawFormat::Yuv420 && (width % 2 != 0 || height % 2 != 0) {
+        if format == RawFormat::Yuv420 && (!width.is_multiple_of(2) || !height.is_multiple_of(2)) {
             return Err(SourceError::config(
                 label,
                 format!("yuv420 (I420) needs an even width and height, got {width}x{height}"),

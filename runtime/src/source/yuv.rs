@@ -95,7 +95,7 @@ pub fn yuyv_to_rgb(
 ) -> Result<(), YuvSizeError> {
     let row = width * 2;
     check("YUYV row stride", stride, row, width, height)?;
-    if width % 2 != 0 {
+    if !width.is_multiple_of(2) {
         return Err(YuvSizeError {
             what: "YUYV width (must be even)",
             expected: width + 1,
@@ -132,7 +132,7 @@ pub fn i420_to_rgb(
     height: usize,
     dst: &mut [u8],
 ) -> Result<(), YuvSizeError> {
-    if width % 2 != 0 || height % 2 != 0 {
+    if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
         return Err(YuvSizeError {
             what: "I420 size (width and height must be even)",
             expected: 0,
