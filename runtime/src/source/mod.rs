@@ -5,7 +5,7 @@
 //!
 //! | spec | source | per-frame heap allocations once warm |
 //! | --- | --- | --- |
-//! | `v4l2:/dev/video0[:WxH[:yuyv\|mjpeg]]` | a V4L2 camera, memory-mapped streaming ([`v4l2`], Linux only) | none for YUYV; MJPEG: the JPEG decoder's own |
+//! | `v4l2:/dev/video0[:WxH[:yuyv\|mjpeg]]` | a V4L2 camera, memory-mapped streaming (`v4l2` module, 64-bit Linux only) | none for YUYV; MJPEG: the JPEG decoder's own |
 //! | `stdin:mjpeg` | concatenated JPEGs on stdin ([`MjpegStream`]) | the JPEG decoder's own (a few, constant) |
 //! | `stdin:rgb24:WxH`, `stdin:yuv420:WxH` | raw frames on stdin ([`RawStream`]) | none |
 //! | `dir:PATH` | image files under a folder, recursive, sorted ([`DirSource`]) | one decoded image per file |
@@ -24,7 +24,7 @@ mod stream;
 mod synthetic;
 #[cfg(test)]
 mod tests;
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
 pub mod v4l2;
 pub mod yuv;
 
@@ -227,7 +227,7 @@ pub fn open(spec: &SourceSpec) -> Result<Box<dyn FrameSource>, SourceError> {
     })
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
 fn open_v4l2(
     device: &std::path::Path,
     size: Option<(u32, u32)>,
@@ -236,7 +236,7 @@ fn open_v4l2(
     Ok(Box::new(v4l2::V4l2Source::open(device, size, format)?))
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
 fn open_v4l2(
     device: &std::path::Path,
     _size: Option<(u32, u32)>,
@@ -244,6 +244,6 @@ fn open_v4l2(
 ) -> Result<Box<dyn FrameSource>, SourceError> {
     Err(SourceError::config(
         device.display().to_string(),
-        "V4L2 capture is only available on Linux",
+        "V4L2 capture is only built for 64-bit Linux (this build has none; pipe frames in with stdin:mjpeg or stdin:yuv420:WxH)",
     ))
 }
