@@ -14,6 +14,7 @@
 //! | [`encoder`] | the image encoder as one fixed-shape tract plan |
 //! | [`scoring`] | cosine, softmax, top-k, without allocating |
 //! | [`classifier`] | all of the above for one bundle |
+//! | [`source`] | where frames come from: V4L2 cameras, MJPEG/raw video on stdin, image folders, a synthetic pattern |
 //! | [`alloc_count`] | a counting global allocator, for allocation-free frame paths |
 //! | [`bench`] | load time, per-stage latency, memory, kernels |
 //! | [`npy`] | writing tensors as `.npy` for checks in Python |
@@ -35,6 +36,7 @@ pub mod preprocess;
 pub mod scoring;
 #[cfg(unix)]
 pub mod watchdog;
+pub mod source;
 
 pub use bundle::Bundle;
 pub use classifier::{Classifier, ClassifyError};
