@@ -244,7 +244,8 @@ pub fn builtin_names() -> &'static [&'static str] {
 }
 
 /// Where [`load`] looks, in order: `$CLIP_EDGE_BOARDS_DIR`, `/etc/clip-edge/boards`,
-/// `boards/` next to the executable, `boards/` in the current directory.
+/// `boards/` next to the executable and one level up (the deploy layout
+/// `/opt/clip-edge/{bin,boards}`), `boards/` in the current directory.
 pub fn default_search_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     if let Some(d) = std::env::var_os(BOARDS_DIR_ENV).filter(|d| !d.is_empty()) {
@@ -256,6 +257,9 @@ pub fn default_search_dirs() -> Vec<PathBuf> {
         .and_then(|e| e.parent().map(Path::to_path_buf))
     {
         dirs.push(exe_dir.join("boards"));
+        if let Some(up) = exe_dir.parent() {
+            dirs.push(up.join("boards"));
+        }
     }
     dirs.push(PathBuf::from("boards"));
     dirs

@@ -18,6 +18,8 @@
 //! | [`alloc_count`] | a counting global allocator, for allocation-free frame paths |
 //! | [`bench`] | load time, per-stage latency, memory, kernels |
 //! | [`npy`] | writing tensors as `.npy` for checks in Python |
+//! | [`run`] | the `clip-edge run` loop: pacing, retries, events as JSON or log lines |
+//! | [`tracker`] | hysteresis: when a label counts as seen or lost |
 //! | [`board`] | board profiles (`boards/*.toml`): CPU, threads, int8 kernel, memory budget, camera, GPIO pins |
 //! | [`gpio`] | GPIO actions over `embedded-hal`: outputs driven by labels, a debounced button |
 //! | [`watchdog`] | systemd readiness, status and watchdog pings (`sd_notify`) |
@@ -33,10 +35,12 @@ pub mod image_io;
 pub mod labels;
 pub mod npy;
 pub mod preprocess;
+pub mod run;
 pub mod scoring;
+pub mod source;
+pub mod tracker;
 #[cfg(unix)]
 pub mod watchdog;
-pub mod source;
 
 pub use bundle::Bundle;
 pub use classifier::{Classifier, ClassifyError};

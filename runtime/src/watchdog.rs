@@ -211,8 +211,11 @@ impl Watchdog {
     fn send(&mut self, msg: &[u8]) {
         let result = self.try_send(msg);
         if let Err(e) = result {
-            // Reconnect next time: systemd may have re-created its socket.
-            self.sock = None;
+            // Reconnect next time (systemd may have re-created its socket), unless
+            // the queue was merely full.
+            if e.kind() != io::ErrorKind::WouldBlock {
+                self.sock = None;
+            }
             if !self.warned {
                 self.warned = true;
                 log::warn!(
@@ -232,6 +235,9 @@ impl Watchdog {
             none => {
                 let sock = UnixDatagram::unbound()?;
                 sock.connect_addr(addr)?;
+                // Never stall the frame loop on a reader that is not reading: a full
+                // queue drops this message (WouldBlock) instead of blocking.
+                sock.set_nonblocking(true)?;
                 none.insert(sock)
             }
         };

@@ -168,21 +168,33 @@ impl SourceError {
         }
     }
 
-    pub(crate) fn bad_frame(origin: impl Into<String>, message: impl Into<String>) -> Self {
+    /// A [`SourceErrorKind::BadFrame`] error for `origin` (for sources outside this crate too).
+    pub fn bad_frame(origin: impl Into<String>, message: impl Into<String>) -> Self {
         SourceError::BadFrame {
             origin: origin.into(),
             message: message.into(),
         }
     }
 
-    pub(crate) fn config(origin: impl Into<String>, message: impl Into<String>) -> Self {
+    /// A [`SourceErrorKind::Config`] error for `origin`.
+    pub fn config(origin: impl Into<String>, message: impl Into<String>) -> Self {
         SourceError::Config {
             origin: origin.into(),
             message: message.into(),
         }
     }
 
-    pub(crate) fn read_failed(origin: impl Into<String>, source: std::io::Error) -> Self {
+    /// A [`SourceErrorKind::Disconnected`] error without an I/O cause.
+    pub fn disconnected(origin: impl Into<String>, message: impl Into<String>) -> Self {
+        SourceError::Disconnected {
+            origin: origin.into(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A [`SourceErrorKind::Disconnected`] error from a failed read.
+    pub fn read_failed(origin: impl Into<String>, source: std::io::Error) -> Self {
         SourceError::Disconnected {
             origin: origin.into(),
             message: format!("read failed: {source}"),

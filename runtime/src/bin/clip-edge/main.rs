@@ -11,6 +11,8 @@ use clip_edge::preprocess::{PreprocessConfig, Preprocessor};
 use clip_edge::scoring::MAX_TOP_K;
 use clip_edge::{Classifier, TopK};
 
+mod run_cmd;
+
 /// Counts heap allocations, for `bench`'s allocations-per-frame figures.
 #[global_allocator]
 static ALLOCATOR: clip_edge::alloc_count::CountingAllocator =
@@ -31,9 +33,17 @@ const SHAPES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/shapes"
         Set RUST_LOG=info (or debug) for diagnostics on stderr."
 )]
 struct Cli {
-    /// Threads for tract's matrix multiplications (default: every CPU available).
+    /// Threads for tract's matrix multiplications (default: the board profile's, else
+    /// every CPU available).
     #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: Option<u16>,
+    /// Board profile: pi4, pi5, pi-zero-2w, jetson-nano, jetson-orin, or a .toml file.
+    /// Gives the default threads, camera (`run --source`), GPIO chip and pin names
+    /// (`run --on LABEL=led`) and memory budget. NAME.toml is looked up in
+    /// $CLIP_EDGE_BOARDS_DIR, /etc/clip-edge/boards, boards/ beside the executable (and
+    /// one level up) and in the current directory before the built-in profiles.
+    #[arg(long, global = true, value_name = "NAME|FILE")]
+    board: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -82,6 +92,12 @@ enum Command {
         #[arg(long)]
         profile: bool,
     },
+    /// Classify a stream of frames (camera, pipe, directory) and report what is seen.
+    ///
+    /// Prints one line per classified frame and one when a label becomes stable
+    /// (seen) or stops being stable (lost); SIGINT/SIGTERM finish the current frame
+    /// and exit 0.
+    Run(run_cmd::RunArgs),
     /// Write the model input of an image ([1,3,224,224] f32, CLIP preprocessing) as .npy.
     Preprocess {
         /// The image file.
@@ -120,11 +136,39 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
-    let threads = cli
-        .threads
-        .map_or_else(clip_edge::encoder::available_threads, usize::from);
+    // `run` reports frames and decisions as log lines unless --json: show them.
+    let default_level = match cli.command {
+        Command::Run(_) => "warn,clip_edge=info",
+        _ => "warn",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
+        .init();
+    let board = match cli
+        .board
+        .as_deref()
+        .map(|name| clip_edge::board::load(name, &clip_edge::board::default_search_dirs()))
+    {
+        None => None,
+        Some(Ok(profile)) => {
+            log::info!(
+                "board {} ({}) from {}",
+                profile.name,
+                profile.description,
+                profile.origin
+            );
+            Some(profile)
+        }
+        Some(Err(err)) => {
+            eprintln!("error: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let threads = match (cli.threads, &board) {
+        (Some(t), _) => usize::from(t),
+        (None, Some(profile)) => profile.threads as usize,
+        (None, None) => clip_edge::encoder::available_threads(),
+    };
     if let Err(err) = clip_edge::encoder::set_threads(threads) {
         eprintln!("error: {err}");
         return ExitCode::FAILURE;
@@ -146,6 +190,7 @@ fn main() -> ExitCode {
             json,
             profile,
         } => bench(&bundle, frames, image.as_deref(), json, profile, threads),
+        Command::Run(args) => run_cmd::run(args, board.as_ref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
