@@ -57,7 +57,8 @@ cross *TARGETS:
             'BEGIN { printf "%-30s %5.1f MB, %5.1f MB stripped, %s\n", t, s / 1e6, x / 1e6, k }'
     done
 
-# ARM builds under QEMU: the runtime's tests per target, then classify vs the host.
+# ARM builds under QEMU: the runtime's tests per target, classify vs the host, and each
+# board profile at its CPU (kernel family, `run` vs the host).
 test-qemu BUNDLE="" *IMAGES: build cross
     #!/usr/bin/env bash
     set -euo pipefail
@@ -71,6 +72,7 @@ test-qemu BUNDLE="" *IMAGES: build cross
     else
         tests/qemu/e2e.sh models/shapes/bundle
         EXPECT_INT8=1 tests/qemu/e2e.sh models/shapes/bundle-int8
+        tests/qemu/boards.sh
     fi
 
 # Guest instructions per frame and for loading under QEMU (CPU: cortex-a72, cortex-a76, cortex-a15).

@@ -24,7 +24,7 @@ mod stream;
 mod synthetic;
 #[cfg(test)]
 mod tests;
-#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+#[cfg(target_os = "linux")]
 pub mod v4l2;
 pub mod yuv;
 
@@ -239,7 +239,7 @@ pub fn open(spec: &SourceSpec) -> Result<Box<dyn FrameSource>, SourceError> {
     })
 }
 
-#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+#[cfg(target_os = "linux")]
 fn open_v4l2(
     device: &std::path::Path,
     size: Option<(u32, u32)>,
@@ -248,7 +248,7 @@ fn open_v4l2(
     Ok(Box::new(v4l2::V4l2Source::open(device, size, format)?))
 }
 
-#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+#[cfg(not(target_os = "linux"))]
 fn open_v4l2(
     device: &std::path::Path,
     _size: Option<(u32, u32)>,
@@ -256,6 +256,6 @@ fn open_v4l2(
 ) -> Result<Box<dyn FrameSource>, SourceError> {
     Err(SourceError::config(
         device.display().to_string(),
-        "V4L2 capture is only built for 64-bit Linux (this build has none; pipe frames in with stdin:mjpeg or stdin:yuv420:WxH)",
+        "V4L2 capture needs Linux (pipe frames in with stdin:mjpeg or stdin:yuv420:WxH)",
     ))
 }
