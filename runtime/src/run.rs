@@ -408,12 +408,12 @@ fn json_f32(out: &mut impl Write, v: f32) -> std::io::Result<()> {
     serde_json::to_writer(out, &v).map_err(std::io::Error::other)
 }
 
-/// Writes `e` through `Display` as a JSON string.
+/// Writes `e` through `Display` as a JSON string (escaped as it is formatted).
 fn json_display(out: &mut impl Write, e: &dyn std::error::Error) -> std::io::Result<()> {
-    use std::fmt::Write as _;
-    let mut s = String::new();
-    let _ = write!(s, "{e}");
-    json_str(out, &s)
+    use serde::Serializer as _;
+    serde_json::Serializer::new(out)
+        .collect_str(e)
+        .map_err(std::io::Error::other)
 }
 
 impl<W: Write> EventSink for JsonLines<W> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clip_edge::classifier::ClassifyError;
 use clip_edge::run::{
-    run, Event, EventSink, FrameClassifier, JsonLines, RunConfig, RunError, Trigger,
+    run, Event, EventSink, FrameClassifier, JsonLines, RunConfig, RunError, RunSummary, Trigger,
 };
 use clip_edge::scoring::{Prediction, TopK};
 use clip_edge::source::{Frame, FrameSource, SourceError};
@@ -151,6 +151,26 @@ fn fast_config(stable: u32) -> RunConfig {
     }
 }
 
+/// Runs the loop over `src` into a fresh [`Recorder`], never stopped by a signal.
+fn run_recorded(
+    src: &mut ScriptedSource,
+    config: &RunConfig,
+) -> (Recorder<'static>, Result<RunSummary, RunError>) {
+    let mut rec = Recorder::default();
+    let stop = AtomicBool::new(false);
+    let result = run(&mut classifier(), src, config, None, &mut rec, &stop);
+    (rec, result)
+}
+
+/// The frame events of a recording.
+fn frame_events(rec: &Recorder<'_>) -> Vec<String> {
+    rec.events
+        .iter()
+        .filter(|e| e.starts_with("frame"))
+        .cloned()
+        .collect()
+}
+
 use Step::*;
 
 #[test]
@@ -162,17 +182,8 @@ fn hysteresis_events_and_lost_at_the_end() {
         Shows(1, 0.9),
         Shows(1, 0.3),
     ]);
-    let mut rec = Recorder::default();
-    let stop = AtomicBool::new(false);
-    let summary = run(
-        &mut classifier(),
-        &mut src,
-        &fast_config(2),
-        None,
-        &mut rec,
-        &stop,
-    )
-    .unwrap();
+    let (rec, result) = run_recorded(&mut src, &fast_config(2));
+    let summary = result.unwrap();
     assert_eq!(
         rec.events,
         [
@@ -197,17 +208,8 @@ fn hysteresis_events_and_lost_at_the_end() {
 #[test]
 fn a_bad_frame_is_counted_skipped_and_the_loop_goes_on() {
     let mut src = source(&[Shows(0, 0.9), Bad, Shows(0, 0.9)]);
-    let mut rec = Recorder::default();
-    let stop = AtomicBool::new(false);
-    let summary = run(
-        &mut classifier(),
-        &mut src,
-        &fast_config(1),
-        None,
-        &mut rec,
-        &stop,
-    )
-    .unwrap();
+    let (rec, result) = run_recorded(&mut src, &fast_config(1));
+    let summary = result.unwrap();
     assert_eq!(
         rec.events,
         [
@@ -228,17 +230,8 @@ fn a_bad_frame_is_counted_skipped_and_the_loop_goes_on() {
 fn an_unplugged_camera_is_retried_until_it_comes_back() {
     let mut src = source(&[Shows(1, 0.9), Unplug, Unplug, Shows(1, 0.9), Shows(1, 0.9)]);
     src.failing_reopens = 2;
-    let mut rec = Recorder::default();
-    let stop = AtomicBool::new(false);
-    let summary = run(
-        &mut classifier(),
-        &mut src,
-        &fast_config(1),
-        None,
-        &mut rec,
-        &stop,
-    )
-    .unwrap();
+    let (rec, result) = run_recorded(&mut src, &fast_config(1));
+    let summary = result.unwrap();
     // The label is lost while the camera is gone, and seen again once it is back.
     assert_eq!(
         rec.events,
@@ -264,17 +257,8 @@ fn an_unplugged_camera_is_retried_until_it_comes_back() {
 #[test]
 fn reopen_success_is_counted_as_a_reconnect() {
     let mut src = source(&[Unplug, Shows(0, 0.9)]);
-    let mut rec = Recorder::default();
-    let stop = AtomicBool::new(false);
-    let summary = run(
-        &mut classifier(),
-        &mut src,
-        &fast_config(1),
-        None,
-        &mut rec,
-        &stop,
-    )
-    .unwrap();
+    let (_rec, result) = run_recorded(&mut src, &fast_config(1));
+    let summary = result.unwrap();
     assert_eq!((summary.reconnects, summary.classified), (1, 1));
 }
 
@@ -282,17 +266,8 @@ fn reopen_success_is_counted_as_a_reconnect() {
 fn a_config_error_ends_the_loop_with_that_error() {
     let mut src = source(&[Shows(0, 0.9), Unplug]);
     src.error = |name| SourceError::config(name, "format not supported");
-    let mut rec = Recorder::default();
-    let stop = AtomicBool::new(false);
-    let err = run(
-        &mut classifier(),
-        &mut src,
-        &fast_config(1),
-        None,
-        &mut rec,
-        &stop,
-    )
-    .unwrap_err();
+    let (rec, result) = run_recorded(&mut src, &fast_config(1));
+    let err = result.unwrap_err();
     assert!(matches!(err, RunError::Source(_)), "{err}");
     assert!(err.to_string().contains("format not supported"), "{err}");
     // The seen label is still released.
@@ -339,30 +314,16 @@ fn every_n_and_a_trigger_choose_the_classified_frames() {
         every: 3,
         ..fast_config(1)
     };
-    let stop = AtomicBool::new(false);
-    let mut rec = Recorder::default();
-    run(
-        &mut classifier(),
-        &mut source(&steps),
-        &config,
-        None,
-        &mut rec,
-        &stop,
-    )
-    .unwrap();
-    let frames: Vec<&str> = rec
-        .events
-        .iter()
-        .filter(|e| e.starts_with("frame"))
-        .map(String::as_str)
-        .collect();
+    let (rec, result) = run_recorded(&mut source(&steps), &config);
+    result.unwrap();
     assert_eq!(
-        frames,
+        frame_events(&rec),
         ["frame 0 cat", "frame 3 cat", "frame 6 cat", "frame 9 cat"]
     );
 
     let mut rec = Recorder::default();
     let mut trigger = EveryOther(0);
+    let stop = AtomicBool::new(false);
     run(
         &mut classifier(),
         &mut source(&steps),
@@ -372,13 +333,7 @@ fn every_n_and_a_trigger_choose_the_classified_frames() {
         &stop,
     )
     .unwrap();
-    let frames: Vec<&str> = rec
-        .events
-        .iter()
-        .filter(|e| e.starts_with("frame"))
-        .map(String::as_str)
-        .collect();
-    assert_eq!(frames, ["frame 3 cat", "frame 9 cat"]);
+    assert_eq!(frame_events(&rec), ["frame 3 cat", "frame 9 cat"]);
 }
 
 #[test]
