@@ -5,10 +5,12 @@
 
 Runs each model on one [1,3,224,224] input (batch 1) with ONNX Runtime's CPU provider,
 `--threads` intra-op threads, full graph optimisation; prints load time and the
-p50/p90 of the per-frame latency, and with --json one JSON object per model.
+p50/p90 of the per-frame latency and the process's peak RSS, and with --json one
+JSON object per model. models/bench_compare.py runs it beside `clip-edge bench`.
 """
 import argparse
 import json
+import resource
 import time
 
 import numpy as np
@@ -37,6 +39,8 @@ def bench(path: str, threads: int, frames: int) -> dict:
         "threads": threads,
         "load_ms": load_ms,
         "encode_ms": {"p50": times[len(times) // 2], "p90": times[int((len(times) - 1) * 0.9)]},
+        # Peak RSS of this Python process so far (interpreter and numpy included).
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 

@@ -56,6 +56,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     let mode = match args.mode {
         ModeArg::Dynamic => ActivationMode::Dynamic,
         ModeArg::Static => ActivationMode::Static,
+        ModeArg::Weights => ActivationMode::Weights,
     };
     let inputs = match &args.calibration {
         Some(dir) => read_images(dir, &config, args.max_images)?,

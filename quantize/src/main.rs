@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use clip_edge::bundle::{sha256_file, write_bundle, BundleSpec, Precision};
-use clip_edge::encoder::ImageEncoder;
+use clip_edge::encoder::{ImageEncoder, ModelFormat};
 use clip_edge::preprocess::PreprocessConfig;
 use clip_edge::scoring::DEFAULT_LOGIT_SCALE;
 use clip_edge::LabelTable;
@@ -86,7 +86,20 @@ enum Command {
         /// Logit scale applied to cosines before the softmax.
         #[arg(long, default_value_t = DEFAULT_LOGIT_SCALE)]
         logit_scale: f32,
+        /// How the model is stored: nnef (tract's decluttered model, fixed input size;
+        /// the board loads it faster and with half the memory) or onnx (the file as is).
+        #[arg(long, value_enum, default_value_t = FormatArg::Nnef)]
+        format: FormatArg,
     },
+}
+
+/// `bundle --format` values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    /// tract's NNEF tar of the decluttered model (model.nnef.tar).
+    Nnef,
+    /// The ONNX file as given (model.onnx).
+    Onnx,
 }
 
 /// Arguments of `clip-quantize quantize`.
@@ -98,7 +111,8 @@ struct QuantizeArgs {
     /// Output int8 ONNX file.
     #[arg(long, required_unless_present = "list")]
     out: Option<PathBuf>,
-    /// Activation scales: computed per frame (dynamic) or fixed from calibration (static).
+    /// How activations are handled: int8 with scales computed per frame (dynamic) or
+    /// fixed from calibration (static), or left f32 with int8 weights only (weights).
     #[arg(long, value_enum, default_value_t = ModeArg::Dynamic)]
     mode: ModeArg,
     /// Folder of calibration images (recursive). Needed for static mode and
@@ -129,8 +143,13 @@ struct QuantizeArgs {
 /// `--mode` values.
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ModeArg {
+    /// int8 activations, scale from each frame's max |x| (no calibration needed).
     Dynamic,
+    /// int8 activations, scales fixed from --calibration images.
     Static,
+    /// int8 weights only, widened to f32 at load: a file as small as int8, fp32
+    /// speed. Best on CPUs without SDOT (Pi 4, Pi Zero 2 W, Jetson Nano).
+    Weights,
 }
 
 /// Arguments of `clip-quantize eval`.
@@ -184,7 +203,17 @@ fn main() -> ExitCode {
             labels,
             out,
             logit_scale,
-        } => bundle_cmd(&image_model, &labels, &out, logit_scale),
+            format,
+        } => bundle_cmd(
+            &image_model,
+            &labels,
+            &out,
+            logit_scale,
+            match format {
+                FormatArg::Nnef => ModelFormat::Nnef,
+                FormatArg::Onnx => ModelFormat::Onnx,
+            },
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -247,13 +276,20 @@ fn labels_cmd(text_model: &Path, labels_path: &Path, templates: &str, out: &Path
     Ok(())
 }
 
-fn bundle_cmd(image_model: &Path, labels_path: &Path, out: &Path, logit_scale: f32) -> Result<()> {
+fn bundle_cmd(
+    image_model: &Path,
+    labels_path: &Path,
+    out: &Path,
+    logit_scale: f32,
+    format: ModelFormat,
+) -> Result<()> {
     if !(logit_scale.is_finite() && logit_scale > 0.0) {
         bail!("--logit-scale must be a positive number, got {logit_scale}");
     }
     let preprocess = PreprocessConfig::default();
     let labels = LabelTable::load(labels_path)?;
-    let encoder = ImageEncoder::load(image_model, preprocess.crop_size as usize)?;
+    let size = preprocess.crop_size as usize;
+    let mut encoder = ImageEncoder::load(image_model, size)?;
     if encoder.dim() != labels.dim() {
         bail!(
             "{} outputs embeddings of dimension {}, but {} holds dimension {} (different CLIP models?)",
@@ -268,6 +304,7 @@ fn bundle_cmd(image_model: &Path, labels_path: &Path, out: &Path, logit_scale: f
         out,
         &BundleSpec {
             model: image_model,
+            format,
             precision,
             embedding_dim: encoder.dim(),
             labels: &labels,
@@ -275,17 +312,44 @@ fn bundle_cmd(image_model: &Path, labels_path: &Path, out: &Path, logit_scale: f
             logit_scale,
         },
     )?;
+    // The board loads the bundle's copy: it must give the same embedding.
+    let mut packed = ImageEncoder::load(&out.join(&manifest.model.file), size)?;
+    let input: Vec<f32> = (0..encoder.input_len())
+        .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
+        .collect();
+    let expected = encoder.encode(&input)?.to_vec();
+    let actual = packed.encode(&input)?;
+    let norm = expected
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt()
+        .max(1e-12);
+    let diff = expected
+        .iter()
+        .zip(actual)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    if diff > 1e-4 * norm {
+        bail!(
+            "{}: the bundle's model gives a different embedding than {} (max difference {diff:e}, norm {norm}); please report this, and use --format onnx meanwhile",
+            out.join(&manifest.model.file).display(),
+            image_model.display()
+        );
+    }
     eprintln!(
-        "wrote bundle {}: {} model, {} labels, dim {}",
+        "wrote bundle {}: {} {} model, {} labels, dim {}",
         out.display(),
         format!("{:?}", manifest.model.precision).to_lowercase(),
+        format!("{:?}", manifest.model.format).to_lowercase(),
         manifest.labels.count,
         manifest.model.embedding_dim
     );
     Ok(())
 }
 
-/// int8 when the graph has integer matmul/conv operators, fp32 otherwise.
+/// int8 when the graph has integer matmul/conv operators, int8-weights when it only
+/// stores int8 weights, fp32 otherwise.
 fn detect_precision(model: &Path) -> Result<Precision> {
     let proto = tract_onnx::onnx()
         .proto_model_for_path(model)
@@ -299,8 +363,14 @@ fn detect_precision(model: &Path) -> Result<Precision> {
             "MatMulInteger" | "ConvInteger" | "QLinearMatMul" | "QLinearConv"
         )
     });
+    let int8_weights = graph
+        .initializer
+        .iter()
+        .any(|t| t.data_type == tract_onnx::pb::tensor_proto::DataType::Int8 as i32);
     Ok(if integer {
         Precision::Int8
+    } else if int8_weights {
+        Precision::Int8Weights
     } else {
         Precision::Fp32
     })

@@ -55,7 +55,7 @@ fn shapes_int8_keeps_zero_shot_accuracy_within_one_point() {
     let dir = scratch("shapes");
     let shapes = repo().join("models/shapes");
     let fp32 = shapes.join("image_encoder.onnx");
-    for mode in ["dynamic", "static"] {
+    for mode in ["dynamic", "static", "weights"] {
         let int8 = dir.join(format!("{mode}.onnx"));
         let report = dir.join(format!("{mode}.json"));
         let out = quantize_cmd(&[
@@ -94,6 +94,20 @@ fn shapes_int8_keeps_zero_shot_accuracy_within_one_point() {
             "{mode}: int8 {int8_top1} vs fp32 {fp32_top1}"
         );
         assert!(e["cosine_mean"].as_f64().unwrap() >= 0.99, "{e}");
+        let graph = load_model(&int8).unwrap().graph.unwrap();
+        let integer_matmuls = graph
+            .node
+            .iter()
+            .filter(|n| n.op_type == "MatMulInteger")
+            .count();
+        if mode == "weights" {
+            // int8 weights in the file, f32 arithmetic: only the weight rounding is lost.
+            assert_eq!(integer_matmuls, 0, "{mode}");
+            assert!(graph.initializer.iter().any(|t| t.data_type == 3), "{mode}");
+            assert!(e["cosine_mean"].as_f64().unwrap() >= 0.9995, "{e}");
+        } else {
+            assert_eq!(integer_matmuls, 4 * 6 + 2, "{mode}");
+        }
     }
 }
 

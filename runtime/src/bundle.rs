@@ -3,7 +3,8 @@
 //! ```text
 //! bundle/
 //!   bundle.toml         this manifest: preprocessing, dims, logit scale, file hashes
-//!   model.onnx          the image encoder (fp32 or int8)
+//!   model.nnef.tar      the image encoder (fp32 or int8): tract's decluttered model
+//!                       as NNEF (or model.onnx, the ONNX file as is, with --format onnx)
 //!   labels.safetensors  the label table (see [`crate::labels`])
 //! ```
 //!
@@ -19,13 +20,16 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::encoder::{write_nnef, EncoderError, ModelFormat};
 use crate::labels::{LabelTable, LabelsError};
 use crate::preprocess::PreprocessConfig;
 
 /// File name of the manifest inside a bundle directory.
 pub const MANIFEST_FILE: &str = "bundle.toml";
-/// File name of the image encoder inside a bundle directory.
+/// File name of the image encoder inside a bundle directory, ONNX format.
 pub const MODEL_FILE: &str = "model.onnx";
+/// File name of the image encoder inside a bundle directory, NNEF format.
+pub const MODEL_FILE_NNEF: &str = "model.nnef.tar";
 /// File name of the label table inside a bundle directory.
 pub const LABELS_FILE: &str = "labels.safetensors";
 /// Manifest format version this build writes and reads.
@@ -75,6 +79,9 @@ pub enum BundleError {
     /// The label table is unreadable or invalid.
     #[error(transparent)]
     Labels(#[from] LabelsError),
+    /// The image encoder could not be converted for the bundle.
+    #[error(transparent)]
+    Model(EncoderError),
 }
 
 /// Coarse category of a [`BundleError`], for callers that branch on it.
@@ -88,6 +95,8 @@ pub enum BundleErrorKind {
     Mismatch,
     /// The label table is invalid.
     Labels,
+    /// The image encoder cannot be read or converted.
+    Model,
 }
 
 impl BundleError {
@@ -100,6 +109,7 @@ impl BundleError {
                 BundleErrorKind::Mismatch
             }
             BundleError::Labels(_) => BundleErrorKind::Labels,
+            BundleError::Model(_) => BundleErrorKind::Model,
         }
     }
 }
@@ -112,6 +122,9 @@ pub enum Precision {
     Fp32,
     /// Integer-quantized by `clip-quantize quantize`.
     Int8,
+    /// int8 weights, f32 arithmetic (`clip-quantize quantize --mode weights`).
+    #[serde(rename = "int8-weights")]
+    Int8Weights,
 }
 
 /// `[model]` section of the manifest.
@@ -122,6 +135,9 @@ pub struct ModelSection {
     pub file: String,
     /// sha256 of the file, lower-case hex.
     pub sha256: String,
+    /// How the file is stored (bundles written before NNEF: ONNX).
+    #[serde(default = "onnx_format")]
+    pub format: ModelFormat,
     /// fp32 or int8.
     pub precision: Precision,
     /// Length of the image embedding the model outputs.
@@ -285,11 +301,17 @@ impl Bundle {
     }
 }
 
+fn onnx_format() -> ModelFormat {
+    ModelFormat::Onnx
+}
+
 /// What goes into a new bundle (see [`write_bundle`]).
 #[derive(Debug, Clone)]
 pub struct BundleSpec<'a> {
     /// The image encoder ONNX file to copy in.
     pub model: &'a Path,
+    /// How to store it: NNEF (converted here) or the ONNX file as is.
+    pub format: ModelFormat,
     /// Its precision.
     pub precision: Precision,
     /// Its output embedding length (must equal the label table's).
@@ -322,7 +344,11 @@ pub fn write_bundle(dir: &Path, spec: &BundleSpec<'_>) -> Result<Manifest, Bundl
         move |source| BundleError::Io { path, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let model_dst = dir.join(MODEL_FILE);
+    let model_file = match spec.format {
+        ModelFormat::Onnx => MODEL_FILE,
+        ModelFormat::Nnef => MODEL_FILE_NNEF,
+    };
+    let model_dst = dir.join(model_file);
     let labels_dst = dir.join(LABELS_FILE);
     let manifest_dst = dir.join(MANIFEST_FILE);
     // A stale manifest must not vouch for half-written files.
@@ -330,9 +356,22 @@ pub fn write_bundle(dir: &Path, spec: &BundleSpec<'_>) -> Result<Manifest, Bundl
         std::fs::remove_file(&manifest_dst).map_err(io(&manifest_dst))?;
     }
 
-    let model_tmp = dir.join(format!(".{MODEL_FILE}.tmp"));
-    std::fs::copy(spec.model, &model_tmp).map_err(io(spec.model))?;
+    let model_tmp = dir.join(format!(".{model_file}.tmp"));
+    match spec.format {
+        ModelFormat::Onnx => {
+            std::fs::copy(spec.model, &model_tmp).map_err(io(spec.model))?;
+        }
+        ModelFormat::Nnef => write_nnef(spec.model, spec.preprocess.crop_size as usize, &model_tmp)
+            .map_err(BundleError::Model)?,
+    }
     std::fs::rename(&model_tmp, &model_dst).map_err(io(&model_dst))?;
+    // A bundle rewritten in the other format must not keep the old model file.
+    for stale in [MODEL_FILE, MODEL_FILE_NNEF] {
+        let path = dir.join(stale);
+        if stale != model_file && path.exists() {
+            std::fs::remove_file(&path).map_err(io(&path))?;
+        }
+    }
 
     let labels_tmp = dir.join(format!(".{LABELS_FILE}.tmp"));
     spec.labels.save(&labels_tmp)?;
@@ -341,8 +380,9 @@ pub fn write_bundle(dir: &Path, spec: &BundleSpec<'_>) -> Result<Manifest, Bundl
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
         model: ModelSection {
-            file: MODEL_FILE.to_string(),
+            file: model_file.to_string(),
             sha256: sha256_file(&model_dst).map_err(io(&model_dst))?,
+            format: spec.format,
             precision: spec.precision,
             embedding_dim: spec.embedding_dim,
         },
@@ -391,4 +431,80 @@ fn verify_hash(path: &Path, expected: &str, manifest: &Path) -> Result<(), Bundl
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANIFEST: &str = r#"format_version = 1
+
+[model]
+file = "model.onnx"
+sha256 = "00"
+precision = "int8"
+embedding_dim = 64
+
+[labels]
+file = "labels.safetensors"
+sha256 = "00"
+count = 30
+
+[preprocess]
+resize_shortest_edge = 224
+crop_size = 224
+mean = [0.48145467, 0.4578275, 0.40821072]
+std = [0.26862955, 0.2613026, 0.2757771]
+
+[scoring]
+logit_scale = 100.0
+"#;
+
+    #[test]
+    fn manifests_written_before_nnef_read_as_onnx() {
+        let m = Manifest::from_toml(MANIFEST, Path::new("bundle.toml")).unwrap();
+        assert_eq!(m.model.format, ModelFormat::Onnx);
+        assert_eq!(m.model.precision, Precision::Int8);
+    }
+
+    #[test]
+    fn format_and_precision_round_trip() {
+        let text = MANIFEST
+            .replace("precision = \"int8\"", "precision = \"int8-weights\"")
+            .replace(
+                "sha256 = \"00\"\nprecision",
+                "sha256 = \"00\"\nformat = \"nnef\"\nprecision",
+            );
+        let m = Manifest::from_toml(&text, Path::new("bundle.toml")).unwrap();
+        assert_eq!(m.model.format, ModelFormat::Nnef);
+        assert_eq!(m.model.precision, Precision::Int8Weights);
+        let again = Manifest::from_toml(&m.to_toml(), Path::new("bundle.toml")).unwrap();
+        assert_eq!(again, m);
+    }
+
+    #[test]
+    fn unknown_format_is_rejected() {
+        let text = MANIFEST.replace(
+            "precision = \"int8\"",
+            "format = \"tflite\"\nprecision = \"int8\"",
+        );
+        let err = Manifest::from_toml(&text, Path::new("bundle.toml")).unwrap_err();
+        assert_eq!(err.kind(), BundleErrorKind::Manifest);
+        assert!(err.to_string().contains("tflite"), "{err}");
+    }
+
+    #[test]
+    fn model_format_is_told_by_content() {
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/shapes");
+        assert_eq!(
+            ModelFormat::detect(&models.join("bundle/model.nnef.tar")).unwrap(),
+            ModelFormat::Nnef
+        );
+        assert_eq!(
+            ModelFormat::detect(&models.join("image_encoder.onnx")).unwrap(),
+            ModelFormat::Onnx
+        );
+        let missing = ModelFormat::detect(&models.join("no-such-model")).unwrap_err();
+        assert!(matches!(missing, EncoderError::Io { .. }), "{missing}");
+    }
 }

@@ -34,7 +34,7 @@ esac
 count() { # frames
     local imgs=() i
     for ((i = 0; i < $1; i++)); do imgs+=("$image"); done
-    "${qemu[@]}" -plugin "$plugin" -d plugin "$bin" classify --bundle "$bundle" --json "${imgs[@]}" \
+    "${qemu[@]}" -plugin "$plugin" -d plugin "$bin" --threads "${THREADS:-1}" classify --bundle "$bundle" --json "${imgs[@]}" \
         2>&1 >/dev/null | sed -n 's/^insns: //p' | tail -1
 }
 c0=$(count "$n")

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 fn copy_bundle(name: &str) -> PathBuf {
     let dir = scratch(name).join("bundle");
     std::fs::create_dir_all(&dir).unwrap();
-    for f in ["bundle.toml", "model.onnx", "labels.safetensors"] {
+    for f in ["bundle.toml", "model.nnef.tar", "labels.safetensors"] {
         std::fs::copy(shapes_dir().join("bundle").join(f), dir.join(f)).unwrap();
     }
     dir
@@ -58,13 +58,43 @@ fn missing_bundle_directory() {
 #[test]
 fn corrupt_model_file_fails_its_hash() {
     let bundle = copy_bundle("corrupt-model");
-    let model = bundle.join("model.onnx");
+    let model = bundle.join("model.nnef.tar");
     let mut bytes = std::fs::read(&model).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(&model, bytes).unwrap();
     let out = classify(&bundle, &sample());
-    assert_clean_failure(&out, &["model.onnx", "sha256"]);
+    assert_clean_failure(&out, &["model.nnef.tar", "sha256"]);
+}
+
+/// A model file that is damaged but whose hash was updated (so the hash check
+/// passes) still fails with a clean error when tract reads it.
+#[test]
+fn damaged_model_with_matching_hash_fails_cleanly() {
+    let bundle = copy_bundle("damaged-model");
+    let model = bundle.join("model.nnef.tar");
+    let old_hash = clip_edge::bundle::sha256_file(&model).unwrap();
+    let bytes = std::fs::read(&model).unwrap();
+    // Keep the tar header (so it is still taken for NNEF), cut the rest.
+    std::fs::write(&model, &bytes[..2048]).unwrap();
+    let new_hash = clip_edge::bundle::sha256_file(&model).unwrap();
+    let manifest = bundle.join("bundle.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(text.contains(&old_hash));
+    std::fs::write(&manifest, text.replace(&old_hash, &new_hash)).unwrap();
+    let out = classify(&bundle, &sample());
+    assert_clean_failure(&out, &["model.nnef.tar"]);
+}
+
+/// The NNEF model has its input size fixed when the bundle is made: a manifest that
+/// asks for another size is refused, naming the fix.
+#[test]
+fn manifest_image_size_that_the_model_was_not_built_for() {
+    let bundle = copy_bundle("size-mismatch");
+    edit_manifest(&bundle, "crop_size", "160");
+    edit_manifest(&bundle, "resize_shortest_edge", "160");
+    let out = classify(&bundle, &sample());
+    assert_clean_failure(&out, &["model.nnef.tar", "160", "rebuild the bundle"]);
 }
 
 #[test]
@@ -104,9 +134,9 @@ fn manifest_that_is_not_toml() {
 #[test]
 fn missing_model_file() {
     let bundle = copy_bundle("no-model");
-    std::fs::remove_file(bundle.join("model.onnx")).unwrap();
+    std::fs::remove_file(bundle.join("model.nnef.tar")).unwrap();
     let out = classify(&bundle, &sample());
-    assert_clean_failure(&out, &["model.onnx"]);
+    assert_clean_failure(&out, &["model.nnef.tar"]);
 }
 
 #[test]

@@ -112,16 +112,78 @@ fn committed_int8_bundle_is_what_quantize_makes() {
             shapes.join("image_encoder.onnx").to_str().unwrap(),
             "--out",
             int8.to_str().unwrap(),
+            "--calibration",
+            shapes.join("samples").to_str().unwrap(),
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let committed = std::fs::read(shapes.join("bundle-int8/model.onnx")).unwrap();
+    let bundle = dir.join("bundle");
+    let out = run(
+        "clip-quantize",
+        &[
+            "bundle",
+            "--image-model",
+            int8.to_str().unwrap(),
+            "--labels",
+            shapes
+                .join("bundle-int8/labels.safetensors")
+                .to_str()
+                .unwrap(),
+            "--out",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let committed = std::fs::read(shapes.join("bundle-int8/model.nnef.tar")).unwrap();
     assert!(
-        committed == std::fs::read(&int8).unwrap(),
-        "models/shapes/bundle-int8/model.onnx is stale: run `just shapes-bundle`"
+        committed == std::fs::read(bundle.join("model.nnef.tar")).unwrap(),
+        "models/shapes/bundle-int8/model.nnef.tar is stale: run `just shapes-bundle`"
     );
     let manifest = std::fs::read_to_string(shapes.join("bundle-int8/bundle.toml")).unwrap();
     assert!(manifest.contains("precision = \"int8\""), "{manifest}");
+    assert!(manifest.contains("format = \"nnef\""), "{manifest}");
+}
+
+/// `--format onnx` keeps the ONNX file in the bundle; both formats classify alike
+/// (the NNEF model is tract's own decluttered form of the same graph).
+#[test]
+fn onnx_and_nnef_bundles_give_the_same_answers() {
+    let dir = scratch("onnx-format");
+    let shapes = shapes_dir();
+    let bundle = dir.join("bundle");
+    let out = run(
+        "clip-quantize",
+        &[
+            "bundle",
+            "--image-model",
+            shapes.join("image_encoder.onnx").to_str().unwrap(),
+            "--labels",
+            shapes.join("bundle/labels.safetensors").to_str().unwrap(),
+            "--out",
+            bundle.to_str().unwrap(),
+            "--format",
+            "onnx",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(bundle.join("model.onnx").is_file());
+    assert!(!bundle.join("model.nnef.tar").exists());
+    let manifest = std::fs::read_to_string(bundle.join("bundle.toml")).unwrap();
+    assert!(manifest.contains("format = \"onnx\""), "{manifest}");
+    let images: Vec<String> = std::fs::read_dir(shapes.join("samples"))
+        .unwrap()
+        .map(|e| e.unwrap().path().display().to_string())
+        .collect();
+    let classify = |b: &std::path::Path| {
+        let mut args = vec!["classify", "--bundle", b.to_str().unwrap(), "--json"];
+        args.extend(images.iter().map(String::as_str));
+        let out = run("clip-edge", &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let onnx = classify(&bundle);
+    assert_eq!(onnx.lines().count(), images.len());
+    assert_eq!(onnx, classify(&shapes.join("bundle")));
 }
 
 #[test]
@@ -160,8 +222,11 @@ fn committed_bundle_is_what_the_tools_make_from_the_exports() {
     assert!(out.status.success(), "{}", stderr(&out));
 
     let committed = shapes.join("bundle");
-    let model = std::fs::read(committed.join("model.onnx")).unwrap();
-    assert_eq!(model, std::fs::read(bundle.join("model.onnx")).unwrap());
+    let model = std::fs::read(committed.join("model.nnef.tar")).unwrap();
+    assert!(
+        model == std::fs::read(bundle.join("model.nnef.tar")).unwrap(),
+        "models/shapes/bundle/model.nnef.tar is stale: run `just shapes-bundle`"
+    );
     let a = clip_edge::LabelTable::load(&committed.join("labels.safetensors")).unwrap();
     let b = clip_edge::LabelTable::load(&bundle.join("labels.safetensors")).unwrap();
     assert_eq!(a.labels(), b.labels());

@@ -17,6 +17,9 @@ pub(super) struct Emitter<'a> {
     /// Activations already quantized (dynamic mode): input tensor → (int8 tensor,
     /// max |x| tensor). Q, K and V read one input: it is quantized once.
     pub(super) quantized: &'a mut HashMap<String, (String, String)>,
+    /// Weight-only mode: int8 weights widened to f32 (`Cast` × scale, folded by
+    /// the runtime at load), f32 matmul.
+    pub(super) weights_only: bool,
 }
 
 impl Emitter<'_> {
@@ -72,6 +75,17 @@ impl Emitter<'_> {
     ) {
         let (wq, w_scale) = quantize_weight(w, k, n);
         let wq_name = self.constant("weight_int8", |name| i8_tensor(name, &[k, n], &wq));
+        if self.weights_only {
+            let wf = self.op(
+                "Cast",
+                &[&wq_name],
+                vec![attr_int("to", DataType::Float as i64)],
+            );
+            let scale = self.constant_f32("w_scale", &[n], &w_scale);
+            let w = self.op("Mul", &[&wf, &scale], vec![]);
+            self.op_into("MatMul", &[x, &w], output, vec![]);
+            return;
+        }
         let (xq, out_scale) = match static_scale {
             Some(s) => {
                 let s = s.max(MIN_SCALE);

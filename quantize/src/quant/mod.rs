@@ -20,6 +20,11 @@
 //! the quantized matmul, then back to the Conv's NCHW output.
 //!
 //! Attention's activation × activation matmuls, LayerNorm and Softmax stay f32.
+//!
+//! Weight-only mode (`--mode weights`) writes `y = x · (Cast<float>(Wq) · w_scale)`
+//! instead: the same int8 weights in the file, widened to f32 by tract's constant
+//! folding at load, and an f32 matmul. On CPUs without SDOT tract's i8 kernel
+//! (SMLAL) does fewer multiply-adds per instruction than its f32 one (FMLA).
 
 use std::collections::HashMap;
 
@@ -47,6 +52,11 @@ pub enum ActivationMode {
     Dynamic,
     /// Fixed, from calibration images.
     Static,
+    /// None: weights are stored int8 and widened to f32 when the model loads, so
+    /// the matmuls run in f32. The file is as small as the int8 one; the speed and
+    /// memory at run time are those of fp32. For CPUs without SDOT (Cortex-A72,
+    /// A53, A57), where tract's int8 kernel is slower than its f32 one.
+    Weights,
 }
 
 /// What the rewrite should do.
@@ -313,7 +323,7 @@ pub fn quantize(
                 continue;
             }
             let static_scale = match options.mode {
-                ActivationMode::Dynamic => None,
+                ActivationMode::Dynamic | ActivationMode::Weights => None,
                 ActivationMode::Static => {
                     Some(*options.static_scales.get(&cand.input).ok_or_else(|| {
                         QuantizeError::MissingScale(cand.input.clone(), cand.node.clone())
@@ -326,6 +336,7 @@ pub fn quantize(
                 inits: &mut new_inits,
                 prefix: cand.node.clone(),
                 quantized: &mut quantized,
+                weights_only: options.mode == ActivationMode::Weights,
             };
             match cand.kind {
                 CandidateKind::MatMul => {

@@ -61,7 +61,7 @@ enum Command {
     },
     /// Rank the bundle's labels for each image.
     Classify {
-        /// Bundle directory (bundle.toml, model.onnx, labels.safetensors).
+        /// Bundle directory (bundle.toml, model.nnef.tar or model.onnx, labels.safetensors).
         #[arg(long)]
         bundle: PathBuf,
         /// How many labels to print per image (at most 16).

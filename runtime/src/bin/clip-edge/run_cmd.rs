@@ -20,7 +20,7 @@ const GPIO_CONSUMER: &str = "clip-edge";
 /// Options of `clip-edge run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// Bundle directory (bundle.toml, model.onnx, labels.safetensors).
+    /// Bundle directory (bundle.toml, model.nnef.tar or model.onnx, labels.safetensors).
     #[arg(long)]
     bundle: PathBuf,
     /// Where frames come from: v4l2:/dev/video0[:WxH[:yuyv|mjpeg]], stdin:mjpeg,
