@@ -10,6 +10,9 @@ use clip_edge::LabelTable;
 use clip_quantize::calibrate::{collect_histograms, list_images, load_inputs, Inputs};
 use clip_quantize::eval::{compare, EvalReport};
 use clip_quantize::onnx_graph::{load_model, model_bytes};
+use clip_quantize::prune_tokens::{
+    check_pruned, keep_only_pooled_token, PruneCheck, PruneSummary, MAX_RELATIVE_DIFF,
+};
 use clip_quantize::quant::{
     find_candidates, name_nodes, quantize, ActivationMode, QuantizeOptions, QuantizeSummary,
 };
@@ -71,6 +74,29 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
         }
     };
 
+    let (pruned, pruning, original) = if args.keep_all_tokens {
+        let summary = PruneSummary::unchanged("--keep-all-tokens");
+        (
+            None,
+            TokenPruning {
+                summary,
+                check: None,
+            },
+            None,
+        )
+    } else {
+        prune_last_layer(&fp32, &inputs, size)?
+    };
+    // The original, loaded for the check, is the evaluation reference if there is
+    // an evaluation; otherwise its memory goes now.
+    let original = original.filter(|_| !inputs.is_empty());
+    // The model that gets quantized; the pruned one's matmuls read sliced tensors.
+    let model = pruned.as_ref().unwrap_or(&fp32);
+    let candidates = match &pruned {
+        Some(m) => find_candidates(m)?.0,
+        None => candidates,
+    };
+
     let mut options = QuantizeOptions {
         mode,
         exclude: args.exclude.clone(),
@@ -79,7 +105,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     if mode == ActivationMode::Static {
         let tensors: Vec<String> = candidates.iter().map(|c| c.input.clone()).collect();
         let bar = progress_bar(inputs.len(), "calibrating", "images");
-        let hists = collect_histograms(&fp32, &tensors, &inputs, size, |i| {
+        let hists = collect_histograms(model, &tensors, &inputs, size, |i| {
             bar.set_position(i as u64)
         })?;
         bar.finish_and_clear();
@@ -89,22 +115,23 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
             .collect();
     }
 
-    let (mut int8, mut summary) = quantize(&fp32, &options)?;
-    let mut reference = if inputs.is_empty() {
-        None
-    } else {
-        Some(ImageEncoder::from_bytes(
+    let (mut int8, mut summary) = quantize(model, &options)?;
+    // The reference is the original fp32 model, as given.
+    let mut reference = match original {
+        Some(encoder) => Some(encoder),
+        None if inputs.is_empty() => None,
+        None => Some(ImageEncoder::from_bytes(
             &model_bytes(&fp32),
             &args.model,
             size,
-        )?)
+        )?),
     };
 
     let mut kept_for_cosine = Vec::new();
     if let (Some(x), Some(reference)) = (args.max_cosine_drop, reference.as_mut()) {
         let search: Inputs = inputs.iter().take(SEARCH_IMAGES).cloned().collect();
         kept_for_cosine = keep_sensitive_layers(
-            &fp32,
+            model,
             &int8,
             &mut options,
             reference,
@@ -113,7 +140,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
             &args.model,
         )?;
         if !kept_for_cosine.is_empty() {
-            (int8, summary) = quantize(&fp32, &options)?;
+            (int8, summary) = quantize(model, &options)?;
         }
     }
 
@@ -138,6 +165,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     let fp32_size = std::fs::metadata(&args.model).map(|m| m.len()).unwrap_or(0);
     print_summary(
         &summary,
+        &pruning,
         fp32_size,
         bytes.len() as u64,
         eval.as_ref(),
@@ -156,6 +184,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
             "quantized": summary.quantized,
             "skipped": summary.skipped,
             "kept_fp32_for_cosine": kept_for_cosine,
+            "token_pruning": pruning,
             "calibration_images": inputs.len(),
             "eval": eval,
         });
@@ -163,6 +192,71 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// What the CLS-only rewrite of the last layer did, for the summary and the report.
+#[derive(serde::Serialize)]
+struct TokenPruning {
+    #[serde(flatten)]
+    summary: PruneSummary,
+    /// The pruned fp32 model against the original (when it was checked).
+    check: Option<PruneCheck>,
+}
+
+/// `fp32` with its last layer computed for the pooled token only, if the graph
+/// allows it and the pruned model gives the same embedding as the original on two
+/// pseudo-random inputs and the calibration images; otherwise `None` (with the
+/// reason in the summary). Also returns the original model loaded in tract when the
+/// check loaded it, to serve as the evaluation reference.
+fn prune_last_layer(
+    fp32: &ModelProto,
+    inputs: &Inputs,
+    size: usize,
+) -> Result<(Option<ModelProto>, TokenPruning, Option<ImageEncoder>)> {
+    let (pruned, summary) = keep_only_pooled_token(fp32, &[1, 3, size, size])?;
+    if !summary.pruned() {
+        log::info!(
+            "all tokens kept: {}",
+            summary.skipped.as_deref().unwrap_or("")
+        );
+        let pruning = TokenPruning {
+            summary,
+            check: None,
+        };
+        return Ok((None, pruning, None));
+    }
+    let mut original = ImageEncoder::from_bytes(&model_bytes(fp32), Path::new("<fp32>"), size)?;
+    let bar = progress_bar(inputs.len(), "checking the pruned model", "inputs");
+    let check = check_pruned(
+        &mut original,
+        &pruned,
+        inputs.iter().map(|(_, x)| {
+            bar.inc(1);
+            x.as_slice()
+        }),
+    );
+    bar.finish_and_clear();
+    let failed = match &check {
+        Ok(c) if c.max_relative_diff <= MAX_RELATIVE_DIFF => None,
+        Ok(c) => Some(format!(
+            "the pruned model's embedding differs from the original's (max |difference| / |embedding| = {:.1e} > {MAX_RELATIVE_DIFF:.0e} on {} inputs)",
+            c.max_relative_diff, c.inputs
+        )),
+        Err(e) => Some(format!("the pruned model does not run: {e}")),
+    };
+    let check = check.ok();
+    match failed {
+        None => Ok((
+            Some(pruned),
+            TokenPruning { summary, check },
+            Some(original),
+        )),
+        Some(why) => {
+            log::warn!("not pruning the last layer to the pooled token: {why}; please report this");
+            let summary = PruneSummary::unchanged(why);
+            Ok((None, TokenPruning { summary, check }, Some(original)))
+        }
+    }
 }
 
 /// Preprocessed inputs of the images under `dir` (at most `max`, evenly spread);
@@ -263,6 +357,7 @@ fn keep_sensitive_layers(
 
 fn print_summary(
     summary: &QuantizeSummary,
+    pruning: &TokenPruning,
     fp32_bytes: u64,
     int8_bytes: u64,
     eval: Option<&EvalReport>,
@@ -287,6 +382,25 @@ fn print_summary(
     reasons.sort();
     for (reason, count) in reasons {
         eprintln!("  fp32: {count} node(s): {reason}");
+    }
+    let p = &pruning.summary;
+    match &p.skipped {
+        None => eprintln!(
+            "  pooled token only: {} nodes of the last layer run on 1 of {} tokens ({} matmuls: {}){}",
+            p.one_token_nodes.len(),
+            p.tokens.unwrap_or(0),
+            p.one_token_matmuls.len(),
+            p.one_token_matmuls.join(", "),
+            pruning
+                .check
+                .as_ref()
+                .map(|c| format!(
+                    "; same fp32 embedding on {} inputs (max relative difference {:.1e})",
+                    c.inputs, c.max_relative_diff
+                ))
+                .unwrap_or_default()
+        ),
+        Some(why) => eprintln!("  all tokens computed: {why}"),
     }
     if !kept.is_empty() {
         eprintln!("  kept in fp32 for --max-cosine-drop: {}", kept.join(", "));

@@ -9,6 +9,7 @@
 //! | [`prompts`] | labels files and prompt templates |
 //! | [`text_encoder`] | the text encoder with tract, and the label-embedding recipe |
 //! | [`onnx_graph`] | reading, editing and writing ONNX protobuf graphs |
+//! | [`prune_tokens`] | the last layer computed for the pooled (CLS) token only |
 //! | [`quant`] | the int8 rewrite of MatMul/Gemm/patch-Conv nodes |
 //! | [`calibrate`] | activation statistics and scales for static int8 |
 //! | [`eval`] | int8 against fp32: cosine, top-1 agreement, accuracy |
@@ -20,6 +21,7 @@ pub mod calibrate;
 pub mod eval;
 pub mod onnx_graph;
 pub mod prompts;
+pub mod prune_tokens;
 pub mod quant;
 pub mod text_encoder;
 pub mod tokenizer;

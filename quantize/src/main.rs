@@ -138,6 +138,12 @@ struct QuantizeArgs {
     /// List the quantizable nodes and exit.
     #[arg(long)]
     list: bool,
+    /// Compute the last transformer layer for every token. By default the part of
+    /// the last layer after attention (out projection, residual adds, LayerNorm, MLP)
+    /// runs on the pooled (CLS) token only, the one token the embedding uses, once a
+    /// check shows the fp32 embedding unchanged.
+    #[arg(long)]
+    keep_all_tokens: bool,
 }
 
 /// `--mode` values.

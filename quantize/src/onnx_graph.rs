@@ -10,8 +10,9 @@ use std::path::Path;
 
 use prost::Message;
 use tract_onnx::pb::{
-    attribute_proto::AttributeType, tensor_proto::DataType, AttributeProto, GraphProto, ModelProto,
-    NodeProto, TensorProto,
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, TensorShapeProto, TypeProto,
+    ValueInfoProto,
 };
 
 /// What can go wrong reading or writing an ONNX file.
@@ -108,6 +109,57 @@ pub fn tensor_f32(t: &TensorProto) -> Option<F32Tensor> {
         t.float_data.clone()
     };
     (data.len() == len).then_some(F32Tensor { dims, data })
+}
+
+/// The shape and values of an integer (i64 or i32) tensor proto, or `None` for
+/// other types.
+pub fn tensor_i64(t: &TensorProto) -> Option<(Vec<usize>, Vec<i64>)> {
+    let dims: Vec<usize> = t.dims.iter().map(|&d| d.max(0) as usize).collect();
+    let len: usize = dims.iter().product();
+    let data: Vec<i64> = if t.data_type == DataType::Int64 as i32 {
+        if t.raw_data.is_empty() {
+            t.int64_data.clone()
+        } else {
+            t.raw_data
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+                .collect()
+        }
+    } else if t.data_type == DataType::Int32 as i32 {
+        if t.raw_data.is_empty() {
+            t.int32_data.iter().map(|&x| x as i64).collect()
+        } else {
+            t.raw_data
+                .chunks_exact(4)
+                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
+                .collect()
+        }
+    } else {
+        return None;
+    };
+    (data.len() == len).then_some((dims, data))
+}
+
+/// A graph input or output of type f32 with a static shape.
+pub fn value_info_f32(name: &str, dims: &[usize]) -> ValueInfoProto {
+    let dim = dims
+        .iter()
+        .map(|&d| tensor_shape_proto::Dimension {
+            value: Some(tensor_shape_proto::dimension::Value::DimValue(d as i64)),
+            ..Default::default()
+        })
+        .collect();
+    ValueInfoProto {
+        name: name.to_string(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: DataType::Float as i32,
+                shape: Some(TensorShapeProto { dim }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// An f32 tensor proto.
@@ -237,22 +289,27 @@ impl<'g> GraphIndex<'g> {
     /// The constant f32 value of a tensor name: an initializer or a `Constant`
     /// node, looking through `Identity` nodes.
     pub fn constant_f32(&self, name: &str) -> Option<F32Tensor> {
+        tensor_f32(self.constant(name)?)
+    }
+
+    /// The tensor proto behind a constant tensor name: an initializer or the
+    /// `value` of a `Constant` node, looking through `Identity` nodes.
+    pub fn constant(&self, name: &str) -> Option<&'g TensorProto> {
         let mut name = name;
         for _ in 0..8 {
             if let Some(t) = self.initializers.get(name) {
-                return tensor_f32(t);
+                return Some(t);
             }
             let producer = self.producers.get(name)?;
             match producer.op_type.as_str() {
                 "Identity" => name = producer.input.first()?,
                 "Constant" => {
-                    let t = producer
+                    return producer
                         .attribute
                         .iter()
                         .find(|a| a.name == "value")?
                         .t
-                        .as_ref()?;
-                    return tensor_f32(t);
+                        .as_ref();
                 }
                 _ => return None,
             }

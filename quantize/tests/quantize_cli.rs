@@ -143,6 +143,92 @@ fn public_architecture_fixtures_quantize_with_high_cosine() {
 }
 
 #[test]
+fn cls_only_last_layer_is_on_by_default_and_keep_all_tokens_turns_it_off() {
+    let dir = scratch("tokens");
+    let fp32 = repo().join("models/shapes/image_encoder.onnx");
+    let mut sizes = Vec::new();
+    for keep_all in [false, true] {
+        let int8 = dir.join(format!("{keep_all}.onnx"));
+        let report = dir.join(format!("{keep_all}.json"));
+        let mut args = vec![
+            "quantize",
+            "--model",
+            fp32.to_str().unwrap(),
+            "--out",
+            int8.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ];
+        if keep_all {
+            args.push("--keep-all-tokens");
+        }
+        let out = quantize_cmd(&args);
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        let p = &r["token_pruning"];
+        // The pruned matmuls are still found and quantized.
+        assert_eq!(r["quantized"].as_array().unwrap().len(), 4 * 6 + 2, "{r}");
+        let one_token: Vec<&str> = p["one_token_matmuls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        if keep_all {
+            assert_eq!(p["skipped"], "--keep-all-tokens", "{p}");
+            assert!(one_token.is_empty(), "{p}");
+            assert!(
+                stderr.contains("all tokens computed: --keep-all-tokens"),
+                "{stderr}"
+            );
+        } else {
+            assert!(p["skipped"].is_null(), "{p}");
+            let layer = "/m/vision_model/encoder/layers.3";
+            assert_eq!(
+                one_token,
+                [
+                    format!("{layer}/self_attn/out_proj/MatMul"),
+                    format!("{layer}/mlp/fc1/MatMul"),
+                    format!("{layer}/mlp/fc2/MatMul"),
+                ],
+                "{p}"
+            );
+            assert_eq!(p["one_token_nodes"].as_array().unwrap().len(), 12, "{p}");
+            assert!(
+                p["check"]["max_relative_diff"].as_f64().unwrap() <= 1e-4,
+                "{p}"
+            );
+            assert!(
+                stderr.contains(
+                    "pooled token only: 12 nodes of the last layer run on 1 of 50 tokens"
+                ),
+                "{stderr}"
+            );
+            // The int8 graph keeps the two slices (the residual into the last layer
+            // and the attention output).
+            let model = load_model(&int8).unwrap();
+            let graph = model.graph.unwrap();
+            let slices = graph
+                .node
+                .iter()
+                .filter(|n| n.op_type == "Slice" && n.name.ends_with("/TokenSlice"))
+                .count();
+            assert_eq!(slices, 2);
+        }
+        sizes.push(std::fs::metadata(&int8).unwrap().len());
+        let e = eval_json(&fp32, &int8, &repo().join("models/shapes/eval"), None);
+        assert!(
+            e["cosine_mean"].as_f64().unwrap() >= 0.999,
+            "{keep_all}: {e}"
+        );
+    }
+    // The same weights either way; only a few nodes differ.
+    assert!(sizes[0].abs_diff(sizes[1]) < 4096, "{sizes:?}");
+}
+
+#[test]
 fn exclude_keeps_named_nodes_in_fp32_and_unknown_names_fail() {
     let dir = scratch("exclude");
     let fp32 = repo().join("models/shapes/image_encoder.onnx");
