@@ -77,7 +77,7 @@ pub enum ModelFormat {
     /// decluttered by tract at every load.
     Onnx,
     /// tract's NNEF tar of the decluttered model, input shape fixed: loads with one
-    /// copy of the weights and leaves only the CPU-specific optimisation to do.
+    /// copy of the weights (half the peak memory) and no ONNX parsing or analysis.
     Nnef,
 }
 
@@ -239,7 +239,7 @@ impl ImageEncoder {
                 ),
             });
         }
-        Self::from_typed(model, path, image_size, true)
+        Self::from_typed(model, path, image_size)
     }
 
     /// Like [`ImageEncoder::load`], from the bytes of an ONNX file; `path` names it
@@ -254,20 +254,18 @@ impl ImageEncoder {
                     one_line(&e)
                 ),
             })?;
-        Self::from_typed(typed, path, image_size, false)
+        Self::from_typed(typed, path, image_size)
     }
 
     /// Optimises a typed model with the fixed input shape and checks its output.
-    /// `decluttered`: the model is already in tract's decluttered form (an NNEF file
-    /// written by [`write_nnef`]), so only the CPU-specific optimisation runs:
-    /// declutter again costs ~0.55 G instructions on a ViT-B/32-sized int8 model
-    /// under QEMU (cortex-a76) and changes nothing in the outputs.
-    fn from_typed(
-        typed: TypedModel,
-        path: &Path,
-        image_size: usize,
-        decluttered: bool,
-    ) -> Result<Self, EncoderError> {
+    ///
+    /// An NNEF model was decluttered before it was written, but tract's NNEF reader
+    /// builds some operators in another form (a matmul's transposes as separate
+    /// axis ops, for one), so it is decluttered again: skipping that saves ~0.55 G
+    /// instructions of loading (ViT-B/32-sized int8, QEMU cortex-a76) but costs 4 M
+    /// instructions per frame there, 31 M on the cortex-a72, and 2,300 more heap
+    /// allocations per frame.
+    fn from_typed(typed: TypedModel, path: &Path, image_size: usize) -> Result<Self, EncoderError> {
         let load_err = |e: TractError| EncoderError::Load {
             path: path.to_path_buf(),
             message: one_line(&e),
@@ -282,13 +280,7 @@ impl ImageEncoder {
         if widened > 0 {
             log::info!("{widened} int8 weight tensors widened to f32 (weight-only int8 model)");
         }
-        let typed = if decluttered {
-            let mut typed = typed;
-            typed.optimize().map(|_| typed)
-        } else {
-            typed.into_optimized()
-        };
-        let typed = typed.map_err(|e| {
+        let typed = typed.into_optimized().map_err(|e| {
             interface(format!(
                 "does not accept a [1,3,{image_size},{image_size}] f32 input: {}",
                 one_line(&e)
