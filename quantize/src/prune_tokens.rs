@@ -137,7 +137,7 @@ pub fn keep_only_pooled_token(
 ) -> Result<(ModelProto, PruneSummary), PruneError> {
     let graph = model.graph.as_ref().ok_or(PruneError::NoGraph)?;
     match plan(model, graph, input_shape) {
-        Ok(plan) => Ok(apply(model, &plan)),
+        Ok(plan) => apply(model, &plan),
         Err(reason) => Ok((model.clone(), PruneSummary::unchanged(reason))),
     }
 }
@@ -465,9 +465,9 @@ fn token_wise(
     }
 }
 
-fn apply(model: &ModelProto, plan: &Plan) -> (ModelProto, PruneSummary) {
+fn apply(model: &ModelProto, plan: &Plan) -> Result<(ModelProto, PruneSummary), PruneError> {
     let mut model = model.clone();
-    let graph = model.graph.as_mut().expect("planned on this graph");
+    let graph = model.graph.as_mut().ok_or(PruneError::NoGraph)?;
     let mut namer = Namer::new(graph);
     let producer_index: HashMap<String, usize> = graph
         .node
@@ -559,7 +559,7 @@ fn apply(model: &ModelProto, plan: &Plan) -> (ModelProto, PruneSummary) {
         nodes.extend(after.remove(&Some(i)).unwrap_or_default());
     }
     graph.node = nodes;
-    (model, summary)
+    Ok((model, summary))
 }
 
 /// A deterministic pseudo-random input in roughly the range of CLIP-normalised
