@@ -28,6 +28,14 @@ pub enum EncoderError {
         /// tract's error chain, one line.
         message: String,
     },
+    /// tract could not write the model as NNEF.
+    #[error("{path}: cannot write the NNEF model: {message}")]
+    Write {
+        /// The output file.
+        path: PathBuf,
+        /// tract's error chain, one line.
+        message: String,
+    },
     /// The model loads but does not have the image-encoder interface.
     #[error("{path}: {problem}")]
     Interface {
@@ -182,7 +190,10 @@ pub fn write_nnef(onnx: &Path, image_size: usize, out: &Path) -> Result<(), Enco
     // Deterministic: the same model gives the same bytes (and bundle hash).
     let writer = nnef()
         .write_to_tar_with_config(&typed, writer, false, true)
-        .map_err(load_err)?;
+        .map_err(|e| EncoderError::Write {
+            path: out.to_path_buf(),
+            message: one_line(&e),
+        })?;
     writer
         .into_inner()
         .map_err(|e| e.into_error())
