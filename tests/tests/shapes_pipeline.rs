@@ -3,7 +3,24 @@
 
 use clip_edge_e2e::{run, scratch, shapes_dir, stderr, stdout};
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+/// Runs `clip-quantize bundle --image-model MODEL --labels LABELS --out OUT EXTRA...`
+/// and asserts it succeeds.
+fn make_bundle(model: &Path, labels: &Path, out: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "bundle",
+        "--image-model",
+        model.to_str().unwrap(),
+        "--labels",
+        labels.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let out = run("clip-quantize", &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
 
 fn eval_images() -> Vec<(String, PathBuf)> {
     let mut images = Vec::new();
@@ -118,22 +135,12 @@ fn committed_int8_bundle_is_what_quantize_makes() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let bundle = dir.join("bundle");
-    let out = run(
-        "clip-quantize",
-        &[
-            "bundle",
-            "--image-model",
-            int8.to_str().unwrap(),
-            "--labels",
-            shapes
-                .join("bundle-int8/labels.safetensors")
-                .to_str()
-                .unwrap(),
-            "--out",
-            bundle.to_str().unwrap(),
-        ],
+    make_bundle(
+        &int8,
+        &shapes.join("bundle-int8/labels.safetensors"),
+        &bundle,
+        &[],
     );
-    assert!(out.status.success(), "{}", stderr(&out));
     let committed = std::fs::read(shapes.join("bundle-int8/model.nnef.tar")).unwrap();
     assert!(
         committed == std::fs::read(bundle.join("model.nnef.tar")).unwrap(),
@@ -151,21 +158,12 @@ fn onnx_and_nnef_bundles_give_the_same_answers() {
     let dir = scratch("onnx-format");
     let shapes = shapes_dir();
     let bundle = dir.join("bundle");
-    let out = run(
-        "clip-quantize",
-        &[
-            "bundle",
-            "--image-model",
-            shapes.join("image_encoder.onnx").to_str().unwrap(),
-            "--labels",
-            shapes.join("bundle/labels.safetensors").to_str().unwrap(),
-            "--out",
-            bundle.to_str().unwrap(),
-            "--format",
-            "onnx",
-        ],
+    make_bundle(
+        &shapes.join("image_encoder.onnx"),
+        &shapes.join("bundle/labels.safetensors"),
+        &bundle,
+        &["--format", "onnx"],
     );
-    assert!(out.status.success(), "{}", stderr(&out));
     assert!(bundle.join("model.onnx").is_file());
     assert!(!bundle.join("model.nnef.tar").exists());
     let manifest = std::fs::read_to_string(bundle.join("bundle.toml")).unwrap();
@@ -207,19 +205,7 @@ fn committed_bundle_is_what_the_tools_make_from_the_exports() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let bundle = dir.join("bundle");
-    let out = run(
-        "clip-quantize",
-        &[
-            "bundle",
-            "--image-model",
-            shapes.join("image_encoder.onnx").to_str().unwrap(),
-            "--labels",
-            labels.to_str().unwrap(),
-            "--out",
-            bundle.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    make_bundle(&shapes.join("image_encoder.onnx"), &labels, &bundle, &[]);
 
     let committed = shapes.join("bundle");
     let model = std::fs::read(committed.join("model.nnef.tar")).unwrap();
