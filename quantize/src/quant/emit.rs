@@ -125,9 +125,16 @@ impl Emitter<'_> {
     }
 
     /// Per-frame symmetric quantization of `x`: returns (int8 tensor, max |x|).
+    ///
+    /// max |x| is max(max x, −min x): two reductions that read `x`, where
+    /// `ReduceMax(Abs(x))` would also write a copy of it (in tract 0.23.9, `Abs` cost
+    /// ten times the reduction on x86).
     fn quantize_dynamic(&mut self, x: &str) -> (String, String) {
-        let abs = self.op("Abs", &[x], vec![]);
-        let amax = self.op("ReduceMax", &[&abs], vec![attr_int("keepdims", 0)]);
+        let keep = || vec![attr_int("keepdims", 0)];
+        let hi = self.op("ReduceMax", &[x], keep());
+        let lo = self.op("ReduceMin", &[x], keep());
+        let neg_lo = self.op("Neg", &[&lo], vec![]);
+        let amax = self.op("Max", &[&hi, &neg_lo], vec![]);
         let eps = self.constant_f32("min_amax", &[], &[MIN_SCALE * 127.0]);
         let amax = self.op("Max", &[&amax, &eps], vec![]);
         let q127 = self.constant_f32("q127", &[], &[127.0]);
@@ -138,18 +145,17 @@ impl Emitter<'_> {
 
     /// int8 of `v` (already within [-127, 127]), rounded half to even.
     ///
-    /// Rounds by adding and removing 1.5·2^23 (exact for |v| < 2^22), then casts
-    /// f32 → i32 → i8. In tract 0.23.9 on x86 this costs about a quarter of `Round` +
-    /// one f32 → i8 `Cast`, and a third of `QuantizeLinear` (measured with
-    /// `clip-edge bench --profile` on a ViT-B/32-sized encoder); on aarch64 all three
-    /// steps are vectorised.
+    /// Rounds by adding and removing 1.5·2^23 (exact for |v| < 2^22), then casts the
+    /// whole-number f32 to i8, which is exact in any runtime. tract's `Round` and
+    /// `QuantizeLinear` cost 3-4× as much (`clip-edge bench --profile`, ViT-B/32-sized
+    /// encoder, x86). tract 0.23.9's f32 → int casts were scalar on x86;
+    /// `third_party/tract-data` vectorises them.
     fn round_to_int8(&mut self, v: &str) -> String {
         let magic = self.constant_f32("round_magic", &[], &[ROUND_MAGIC]);
         let neg_magic = self.constant_f32("round_magic_neg", &[], &[-ROUND_MAGIC]);
         let r = self.op("Add", &[v, &magic], vec![]);
         let r = self.op("Add", &[&r, &neg_magic], vec![]);
-        let i = self.op("Cast", &[&r], vec![attr_int("to", DataType::Int32 as i64)]);
-        self.op("Cast", &[&i], vec![attr_int("to", DataType::Int8 as i64)])
+        self.op("Cast", &[&r], vec![attr_int("to", DataType::Int8 as i64)])
     }
 
     /// The patch-embedding Conv as patches · Wᵀ, back to NCHW.

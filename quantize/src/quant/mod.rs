@@ -5,10 +5,10 @@
 //! One quantized matmul `y = x · W (+ b)` becomes:
 //!
 //! ```text
-//! dynamic:  s = max(ReduceMax(Abs(x)), ε) / 127     per frame, per tensor
+//! dynamic:  s = max(ReduceMax(x), −ReduceMin(x), ε) / 127   per frame, per tensor
 //!           v = x · (1 / s)
 //! static:   v = Clip(x · (1 / s), -127, 127)       s from calibration
-//! both:     xq = Cast<int8>(Cast<int32>(round(v)))  round: + and − 1.5·2^23
+//! both:     xq = Cast<int8>(round(v))               round: + and − 1.5·2^23
 //!           acc = MatMulInteger(xq, Wq)             i8 × i8 → i32
 //!           y = Cast<float>(acc) · (s · w_scale) (+ b)
 //! ```
