@@ -496,6 +496,9 @@ macro_rules! datum {
                 stringify!($t)
             }
 
+            // clip-edge patch: #[inline], so that generic code comparing types
+            // (tract-linalg's TLSScratch::ker_specs, once per matmul tile) folds it.
+            #[inline]
             fn datum_type() -> DatumType {
                 DatumType::$v
             }
