@@ -57,7 +57,7 @@ cross *TARGETS:
             'BEGIN { printf "%-30s %5.1f MB, %5.1f MB stripped, %s\n", t, s / 1e6, x / 1e6, k }'
     done
 
-# tract-data's f32 → int casts (host, and aarch64 under QEMU); tract-linalg's i8 packing on the host and, under QEMU
+# tract-data's f32 → int casts (host, and aarch64 under QEMU); tract-linalg's i8 packing and x86-64 kernels on the host and, under QEMU
 # (cortex-a76, SDOT), its packing and the int8 SDOT and SMLAL kernels. Each crate builds with its own
 # Cargo.lock into target/third_party.
 
@@ -66,6 +66,7 @@ test-vendored:
     cd third_party/tract-data && CARGO_TARGET_DIR=../../target/third_party cargo test --release --lib f32_to_int
     cd third_party/tract-data && CARGO_TARGET_DIR=../../target/third_party cargo test --release --lib --target aarch64-unknown-linux-musl f32_to_int
     cd third_party/tract-linalg && CARGO_TARGET_DIR=../../target/third_party cargo test --release --lib i8k4
+    cd third_party/tract-linalg && CARGO_TARGET_DIR=../../target/third_party cargo test --release --lib x86_64
     cd third_party/tract-linalg && CARGO_TARGET_DIR=../../target/third_party \
         CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER="qemu-aarch64 -cpu cortex-a76" \
         cargo test --release --lib --target aarch64-unknown-linux-musl -- i8k4 i32_8x8

@@ -403,26 +403,60 @@ impl ImageEncoder {
         input: &[f32],
         acc: &mut std::collections::BTreeMap<String, (f64, usize)>,
     ) -> Result<(), EncoderError> {
+        self.run_node_by_node(input, |node| {
+            log::trace!(
+                "node {} ({}): {:.1} us",
+                node.name,
+                node.operator,
+                node.elapsed.as_secs_f64() * 1e6
+            );
+            let entry = acc.entry(node.operator.clone()).or_default();
+            entry.0 += node.elapsed.as_secs_f64();
+            entry.1 += 1;
+        })
+    }
+
+    /// Runs the encoder once on `input` and calls `after_node` as soon as each
+    /// node of the plan has run, in plan order, before the next one starts.
+    pub fn run_node_by_node(
+        &mut self,
+        input: &[f32],
+        mut after_node: impl FnMut(&NodeRun),
+    ) -> Result<(), EncoderError> {
         let run = |e: TractError| EncoderError::Run(one_line(&e));
         let tensor = Tensor::from_shape(&self.input_shape, input).map_err(run)?;
         self.state
             .run_plan_with_eval(tvec!(tensor.into_tvalue()), |ctx, state, node, inputs| {
                 let start = std::time::Instant::now();
                 let out = tract_onnx::tract_core::plan::eval(ctx, state, node, inputs);
-                let mut key = node.op().name().to_string();
-                if key == "Cast" {
+                let elapsed = start.elapsed();
+                let mut operator = node.op().name().to_string();
+                if operator == "Cast" {
                     if let Some(o) = node.outputs.first() {
-                        key = format!("Cast to {:?}", o.fact.datum_type);
+                        operator = format!("Cast to {:?}", o.fact.datum_type);
                     }
                 }
-                let entry = acc.entry(key).or_default();
-                entry.0 += start.elapsed().as_secs_f64();
-                entry.1 += 1;
+                after_node(&NodeRun {
+                    name: &node.name,
+                    operator,
+                    elapsed,
+                });
                 out
             })
             .map_err(run)?;
         Ok(())
     }
+}
+
+/// One node of the encoder's plan, just run (see [`ImageEncoder::run_node_by_node`]).
+#[derive(Debug)]
+pub struct NodeRun<'a> {
+    /// The node's name in the optimised plan.
+    pub name: &'a str,
+    /// The operator, as tract names it (`Cast` with its output type).
+    pub operator: String,
+    /// How long the node took.
+    pub elapsed: std::time::Duration,
 }
 
 /// Replaces every `Cast` to f32 of a constant int8 tensor by its f32 value, and

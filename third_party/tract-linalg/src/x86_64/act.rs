@@ -84,6 +84,10 @@ unsafe fn x86_64_avx512_hardswish_f32_64n_run(buf: &mut [f32]) {
         out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _,
         out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _,
         );
+        // clip-edge patch: an asm block that leaves ymm/zmm upper halves dirty makes
+        // every later SSE instruction pay a merge (5x on a plain f32 -> i8 cast loop);
+        // rustc does not add the `vzeroupper` it adds after its own AVX code.
+        std::arch::x86_64::_mm256_zeroupper();
     }
 }
 
@@ -157,6 +161,10 @@ unsafe fn x86_64_avx512_leaky_relu_f32_64n_run(buf: &mut [f32], alpha: f32) {
         out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _,
         out("k1") _, out("k2") _, out("k3") _, out("k4") _,
         );
+        // clip-edge patch: an asm block that leaves ymm/zmm upper halves dirty makes
+        // every later SSE instruction pay a merge (5x on a plain f32 -> i8 cast loop);
+        // rustc does not add the `vzeroupper` it adds after its own AVX code.
+        std::arch::x86_64::_mm256_zeroupper();
     }
 }
 

@@ -104,6 +104,10 @@ unsafe fn hardswish_f16_run(buf: &mut [f16]) {
             out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _,
             out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _,
         );
+        // clip-edge patch: an asm block that leaves ymm/zmm upper halves dirty makes
+        // every later SSE instruction pay a merge (5x on a plain f32 -> i8 cast loop);
+        // rustc does not add the `vzeroupper` it adds after its own AVX code.
+        std::arch::x86_64::_mm256_zeroupper();
     }
 }
 
@@ -189,5 +193,9 @@ unsafe fn leaky_relu_f16_run(buf: &mut [f16], alpha: f16) {
             out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _,
             out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _,
         );
+        // clip-edge patch: an asm block that leaves ymm/zmm upper halves dirty makes
+        // every later SSE instruction pay a merge (5x on a plain f32 -> i8 cast loop);
+        // rustc does not add the `vzeroupper` it adds after its own AVX code.
+        std::arch::x86_64::_mm256_zeroupper();
     }
 }

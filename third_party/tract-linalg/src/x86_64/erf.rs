@@ -196,6 +196,10 @@ unsafe fn x86_64_avx512_erf_f32_64n_run(buf: &mut [f32]) {
             out("zmm17") _, out("zmm18") _, out("zmm19") _, out("zmm20") _,
             out("zmm21") _, out("zmm22") _, out("zmm23") _, out("zmm24") _,
         );
+        // clip-edge patch: an asm block that leaves ymm/zmm upper halves dirty makes
+        // every later SSE instruction pay a merge (5x on a plain f32 -> i8 cast loop);
+        // rustc does not add the `vzeroupper` it adds after its own AVX code.
+        std::arch::x86_64::_mm256_zeroupper();
     }
 }
 

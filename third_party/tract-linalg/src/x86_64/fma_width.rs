@@ -110,6 +110,8 @@ unsafe fn vnni_zmm_burst(iters: u64) {
             out("zmm16") _, out("zmm17") _,
             options(nostack, nomem),
         );
+        // clip-edge patch: leave no dirty ymm/zmm upper halves behind (see max.rs).
+        std::arch::x86_64::_mm256_zeroupper();
     }
 }
 
@@ -147,6 +149,8 @@ unsafe fn vnni_ymm_burst(iters: u64) {
             out("ymm16") _, out("ymm17") _,
             options(nostack, nomem),
         );
+        // clip-edge patch: leave no dirty ymm/zmm upper halves behind (see max.rs).
+        std::arch::x86_64::_mm256_zeroupper();
     }
 }
 

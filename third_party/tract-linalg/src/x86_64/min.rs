@@ -55,6 +55,10 @@ unsafe fn x86_64_fma_min_f32_32n_run(buf: &[f32]) -> f32 {
         out("ymm1") _, out("ymm2") _, out("ymm3") _,
         out("ymm4") _, out("ymm5") _, out("ymm6") _, out("ymm7") _
         );
+        // clip-edge patch: an asm block that leaves ymm/zmm upper halves dirty makes
+        // every later SSE instruction pay a merge (5x on a plain f32 -> i8 cast loop);
+        // rustc does not add the `vzeroupper` it adds after its own AVX code.
+        std::arch::x86_64::_mm256_zeroupper();
         acc
     }
 }

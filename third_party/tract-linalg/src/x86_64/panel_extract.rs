@@ -222,6 +222,10 @@ unsafe fn kernel_packed_32_q40_to_f32(input: *const u8, output: *mut u8, k: usiz
         out("ymm8") _, out("ymm9") _, out("ymm10") _, out("ymm11") _,
         out("ymm12") _, out("ymm13") _, out("ymm14") _, out("ymm15") _
         );
+        // clip-edge patch: an asm block that leaves ymm/zmm upper halves dirty makes
+        // every later SSE instruction pay a merge (5x on a plain f32 -> i8 cast loop);
+        // rustc does not add the `vzeroupper` it adds after its own AVX code.
+        std::arch::x86_64::_mm256_zeroupper();
     }
 }
 
@@ -263,6 +267,10 @@ unsafe fn kernel_packed_32_f16_to_f32(input: *const u8, output: *mut u8, k: usiz
         o = inout(reg) output => _,
         out("ymm4") _, out("ymm5") _, out("ymm6") _, out("ymm7") _,
         );
+        // clip-edge patch: an asm block that leaves ymm/zmm upper halves dirty makes
+        // every later SSE instruction pay a merge (5x on a plain f32 -> i8 cast loop);
+        // rustc does not add the `vzeroupper` it adds after its own AVX code.
+        std::arch::x86_64::_mm256_zeroupper();
     }
 }
 

@@ -62,6 +62,10 @@ unsafe fn rms_norm_f32_inner(buf: &mut [f32], eps: f32) {
                 out("zmm1") _, out("zmm2") _, out("zmm3") _,
                 out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _,
             );
+            // clip-edge patch: an asm block that leaves ymm/zmm upper halves dirty makes
+            // every later SSE instruction pay a merge (5x on a plain f32 -> i8 cast loop);
+            // rustc does not add the `vzeroupper` it adds after its own AVX code.
+            std::arch::x86_64::_mm256_zeroupper();
         }
     }
     // scalar tail
@@ -104,6 +108,10 @@ unsafe fn rms_norm_f32_inner(buf: &mut [f32], eps: f32) {
                 inout("xmm0") inv => _,
                 out("zmm1") _, out("zmm2") _, out("zmm3") _, out("zmm4") _,
             );
+            // clip-edge patch: an asm block that leaves ymm/zmm upper halves dirty makes
+            // every later SSE instruction pay a merge (5x on a plain f32 -> i8 cast loop);
+            // rustc does not add the `vzeroupper` it adds after its own AVX code.
+            std::arch::x86_64::_mm256_zeroupper();
         }
     }
     for i in tail_start..n {
