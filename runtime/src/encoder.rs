@@ -227,12 +227,14 @@ impl ImageEncoder {
             path: path.to_path_buf(),
             source,
         })?;
+        let start = std::time::Instant::now();
         let model = nnef()
             .model_for_read(&mut std::io::BufReader::new(file))
             .map_err(|e| EncoderError::Load {
                 path: path.to_path_buf(),
                 message: one_line(&e),
             })?;
+        log::debug!("NNEF read and parsed in {:.0?}", start.elapsed());
         let expected = [1, 3, image_size, image_size];
         let input = model.input_fact(0).map_err(|e| EncoderError::Load {
             path: path.to_path_buf(),
@@ -291,6 +293,7 @@ impl ImageEncoder {
         if widened > 0 {
             log::info!("{widened} int8 weight tensors widened to f32 (weight-only int8 model)");
         }
+        let start = std::time::Instant::now();
         let typed = typed.into_optimized().map_err(|e| {
             interface(format!(
                 "does not accept a [1,3,{image_size},{image_size}] f32 input: {}",
@@ -319,9 +322,12 @@ impl ImageEncoder {
                 )))
             }
         };
+        log::debug!("decluttered and optimised in {:.0?}", start.elapsed());
+        let start = std::time::Instant::now();
         let kernels = matmul_kernels(&typed);
         let plan = typed.into_runnable().map_err(load_err)?;
         let state = plan.spawn().map_err(load_err)?;
+        log::debug!("plan and state made in {:.0?}", start.elapsed());
         log::info!(
             "loaded image encoder {} (input {:?}, embedding dim {dim})",
             path.display(),
