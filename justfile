@@ -58,7 +58,7 @@ cross *TARGETS:
     done
 
 # tract-data's f32 → int casts (host, and aarch64 under QEMU); tract-linalg's i8 packing and x86-64 kernels on the host and, under QEMU
-# (cortex-a76, SDOT), its packing and the int8 SDOT and SMLAL kernels. Each crate builds with its own
+# (cortex-a76, SDOT), its packing and the int8 SDOT and SMLAL kernels, and (cortex-a15) the armv7 int8 kernel. Each crate builds with its own
 # Cargo.lock into target/third_party.
 
 # Tests of the patched vendored tract crates (third_party/README.md).
@@ -70,6 +70,8 @@ test-vendored:
     cd third_party/tract-linalg && CARGO_TARGET_DIR=../../target/third_party \
         CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER="qemu-aarch64 -cpu cortex-a76" \
         cargo test --release --lib --target aarch64-unknown-linux-musl -- i8k4 i32_8x8
+    cd third_party/tract-linalg && CARGO_TARGET_DIR=../../target/third_party \
+        cargo test --release --lib --target armv7-unknown-linux-gnueabihf -- i32_8x4
 
 # ARM builds under QEMU: the runtime's tests per target, classify vs the host, each board profile at its CPU (kernel family, `run` vs the host), the vendored tract patches' tests.
 test-qemu BUNDLE="" *IMAGES: build cross test-vendored
