@@ -1,12 +1,27 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs on a fresh Debian/Ubuntu machine with Rust:
-# `just`, the rustfmt/clippy components, and for the ARM cross builds and QEMU tests
-# (`just cross`, `just test-qemu`, `just qemu-insn`): the rustup targets, Debian's
-# aarch64/armhf cross gcc (linkers, and the glibc the gnu builds run against under
-# qemu-user -L), qemu-user, python3, file, a host gcc for the QEMU plugin, and systemd
-# (for `systemd-analyze verify` of the service unit).
-# Safe to run again: apt runs (after one `apt-get update`) only if something is missing.
-# Run as root or with sudo available. SKIP_CROSS=1 installs only the host tools.
+# Installs what the test suite needs on a fresh Debian/Ubuntu machine that has only
+# Rust (rustup), then proves the cross toolchains work. What and why:
+#
+#   just, rustfmt, clippy          the recipes and `just lint`
+#   rustup targets                 aarch64-unknown-linux-{musl,gnu}, armv7-unknown-linux-gnueabihf
+#   gcc-aarch64-linux-gnu,         the linkers of the ARM builds, and the C compilers of the
+#   gcc-arm-linux-gnueabihf        build scripts that compile C or assembly for the target
+#                                  (blake3's NEON code, sha2-asm, psm, tract-linalg's kernels)
+#   libc6-dev-arm64-cross,         the target's C headers (<stdint.h>, ...) and crt objects.
+#   libc6-dev-armhf-cross          Only *recommended* by the cross gcc packages, so an install
+#                                  with --no-install-recommends leaves them out, and the cross
+#                                  gcc then falls back to the host's x86 headers (issue 13).
+#   qemu-user                      runs the ARM test binaries (`just test-qemu`, `qemu-insn`)
+#   gcc, binutils (nm), file,      the QEMU instruction-count plugin, the kernel census of the
+#   python3                        QEMU tests, the binary-kind check of `just cross`
+#   systemd                        `systemd-analyze verify` of the service unit (tests/tests/deploy.rs)
+#
+# After installing it compiles, links and runs (under QEMU) a C file including
+# <stdint.h> and <arm_neon.h> with the flags each ARM target's build scripts use, and
+# fails naming the package that is missing: what a machine happens to have cannot hide
+# a missing step. Safe to run again: apt runs (after one `apt-get update`) only if
+# something is missing. Run as root or with sudo available.
+# SKIP_CROSS=1 installs only the host tools.
 set -euo pipefail
 
 if ! command -v just >/dev/null 2>&1; then
@@ -15,36 +30,80 @@ if ! command -v just >/dev/null 2>&1; then
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
-if [[ ${SKIP_CROSS:-0} != 1 ]]; then
-    rustup target add aarch64-unknown-linux-musl aarch64-unknown-linux-gnu \
-        armv7-unknown-linux-gnueabihf >/dev/null 2>&1
+[[ ${SKIP_CROSS:-0} == 1 ]] && { echo "setup: done (host tools only)"; exit 0; }
 
-    # command -> Debian package providing it
-    declare -A need=(
-        [aarch64-linux-gnu-gcc]=gcc-aarch64-linux-gnu
-        [arm-linux-gnueabihf-gcc]=gcc-arm-linux-gnueabihf
-        [qemu-aarch64]=qemu-user
-        [qemu-arm]=qemu-user
-        [gcc]=gcc
-        [python3]=python3
-        [file]=file
-        [nm]=binutils
-        [systemd-analyze]=systemd # `systemd-analyze verify` of the unit (tests/tests/deploy.rs)
-    )
-    missing=()
-    for cmd in "${!need[@]}"; do
-        command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
-    done
+rustup target add aarch64-unknown-linux-musl aarch64-unknown-linux-gnu \
+    armv7-unknown-linux-gnueabihf >/dev/null 2>&1
+
+# What must exist -> the Debian package that provides it. Files, not `dpkg -s`: the
+# check is what the build reads, whatever installed it.
+declare -A need=(
+    [aarch64-linux-gnu-gcc]=gcc-aarch64-linux-gnu
+    [arm-linux-gnueabihf-gcc]=gcc-arm-linux-gnueabihf
+    [aarch64-linux-gnu-strip]=binutils-aarch64-linux-gnu
+    [arm-linux-gnueabihf-strip]=binutils-arm-linux-gnueabihf
+    [/usr/aarch64-linux-gnu/include/stdint.h]=libc6-dev-arm64-cross
+    [/usr/arm-linux-gnueabihf/include/stdint.h]=libc6-dev-armhf-cross
     # The gnu builds run under qemu-user -L against the cross glibc.
-    [[ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ]] || missing+=(libc6-arm64-cross)
-    [[ -e /usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3 ]] || missing+=(libc6-armhf-cross)
-    if [[ ${#missing[@]} -gt 0 ]]; then
-        mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
-        sudo=""
-        [[ $(id -u) == 0 ]] || sudo=sudo
-        echo "setup: installing ${missing[*]} (apt)"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    [/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1]=libc6-arm64-cross
+    [/usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3]=libc6-armhf-cross
+    [qemu-aarch64]=qemu-user
+    [qemu-arm]=qemu-user
+    [gcc]=gcc
+    [python3]=python3
+    [file]=file
+    [nm]=binutils
+    [systemd-analyze]=systemd
+)
+missing=()
+for what in "${!need[@]}"; do
+    if [[ $what == /* ]]; then
+        [[ -e $what ]] || missing+=("${need[$what]}")
+    else
+        command -v "$what" >/dev/null 2>&1 || missing+=("${need[$what]}")
     fi
+done
+if [[ ${#missing[@]} -gt 0 ]]; then
+    mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+    sudo=""
+    [[ $(id -u) == 0 ]] || sudo=sudo
+    echo "setup: installing ${missing[*]} (apt)"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
-echo "setup: done"
+
+# Compile, link and run a NEON C program per ARM target, as its build scripts would.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cat >"$tmp/probe.c" <<'EOF'
+#include <stdint.h>
+#include <string.h>
+#include <arm_neon.h>
+int main(void) {
+    uint8_t out[16];
+    vst1q_u8(out, vaddq_u8(vdupq_n_u8(20), vdupq_n_u8(22)));
+    return memcmp(out, "****************", 16) != 0; /* '*' == 42 */
+}
+EOF
+# target | compiler | flags (those its build scripts pass) | how to run | dev package
+probes=(
+    "aarch64-unknown-linux-gnu|aarch64-linux-gnu-gcc||qemu-aarch64 -L /usr/aarch64-linux-gnu|libc6-dev-arm64-cross"
+    "aarch64-unknown-linux-musl|aarch64-linux-gnu-gcc|-static|qemu-aarch64|libc6-dev-arm64-cross"
+    "armv7-unknown-linux-gnueabihf|arm-linux-gnueabihf-gcc|-march=armv7-a -mfpu=neon-vfpv4 -mfloat-abi=hard|qemu-arm -L /usr/arm-linux-gnueabihf|libc6-dev-armhf-cross"
+)
+failed=0
+for probe in "${probes[@]}"; do
+    IFS='|' read -r target cc flags run pkg <<<"$probe"
+    # shellcheck disable=SC2086 # flags and run are word lists
+    if ! $cc $flags -O2 -o "$tmp/probe-$target" "$tmp/probe.c" 2>"$tmp/err"; then
+        echo "setup: $cc cannot compile and link C with <stdint.h> and <arm_neon.h> for $target:" >&2
+        sed 's/^/    /' "$tmp/err" | head -5 >&2
+        echo "setup: the target's C headers and crt objects come from $pkg: apt-get install $pkg" >&2
+        failed=1
+    elif ! $run "$tmp/probe-$target"; then
+        echo "setup: the $target probe built but did not run under '$run' (qemu-user, and for gnu $pkg's runtime)" >&2
+        failed=1
+    fi
+done
+[[ $failed == 0 ]] || exit 1
+echo "setup: done (cross C toolchains checked for ${#probes[@]} ARM targets)"
