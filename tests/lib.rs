@@ -93,3 +93,20 @@ pub fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
 }
+
+/// Runs `clip-quantize bundle --image-model MODEL --labels LABELS --out OUT EXTRA...`
+/// and asserts it succeeds.
+pub fn make_bundle(model: &Path, labels: &Path, out: &Path, extra: &[&str]) {
+    let mut args = vec![
+        "bundle",
+        "--image-model",
+        model.to_str().expect("UTF-8 path"),
+        "--labels",
+        labels.to_str().expect("UTF-8 path"),
+        "--out",
+        out.to_str().expect("UTF-8 path"),
+    ];
+    args.extend(extra);
+    let out = run("clip-quantize", &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use clip_edge::bundle::{sha256_file, write_bundle, BundleSpec, Precision};
-use clip_edge::encoder::{ImageEncoder, ModelFormat};
+use clip_edge::bundle::{sha256_file, write_bundle, BundleError, BundleSpec, Precision};
+use clip_edge::encoder::{EncoderError, ImageEncoder, ModelFormat};
 use clip_edge::preprocess::PreprocessConfig;
 use clip_edge::scoring::DEFAULT_LOGIT_SCALE;
 use clip_edge::LabelTable;
@@ -317,7 +317,13 @@ fn bundle_cmd(
             preprocess,
             logit_scale,
         },
-    )?;
+    )
+    .map_err(|e| match e {
+        BundleError::Model(e @ EncoderError::NnefUnsupported { .. }) => anyhow::anyhow!(
+            "{e} (`--format onnx` bundles the ONNX model instead: the board then parses it at every start)"
+        ),
+        e => e.into(),
+    })?;
     // The board loads the bundle's copy: it must give the same embedding.
     let mut packed = ImageEncoder::load(&out.join(&manifest.model.file), size)?;
     let input: Vec<f32> = (0..encoder.input_len())

@@ -372,18 +372,25 @@ pub fn write_bundle(dir: &Path, spec: &BundleSpec<'_>) -> Result<Manifest, Bundl
     let model_dst = dir.join(model_file);
     let labels_dst = dir.join(LABELS_FILE);
     let manifest_dst = dir.join(MANIFEST_FILE);
-    // A stale manifest must not vouch for half-written files.
+
+    // The model first, under a temporary name: if it cannot be written, a bundle
+    // already in `dir` stays whole.
+    let model_tmp = dir.join(format!(".{model_file}.tmp"));
+    let written = match spec.format {
+        ModelFormat::Onnx => std::fs::copy(spec.model, &model_tmp)
+            .map(drop)
+            .map_err(io(spec.model)),
+        ModelFormat::Nnef => write_nnef(spec.model, spec.preprocess.crop_size as usize, &model_tmp)
+            .map_err(BundleError::Model),
+    };
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&model_tmp);
+        return Err(e);
+    }
+    // From here on the old files are replaced: a stale manifest must not vouch for
+    // half-replaced files.
     if manifest_dst.exists() {
         std::fs::remove_file(&manifest_dst).map_err(io(&manifest_dst))?;
-    }
-
-    let model_tmp = dir.join(format!(".{model_file}.tmp"));
-    match spec.format {
-        ModelFormat::Onnx => {
-            std::fs::copy(spec.model, &model_tmp).map_err(io(spec.model))?;
-        }
-        ModelFormat::Nnef => write_nnef(spec.model, spec.preprocess.crop_size as usize, &model_tmp)
-            .map_err(BundleError::Model)?,
     }
     std::fs::rename(&model_tmp, &model_dst).map_err(io(&model_dst))?;
     // A bundle rewritten in the other format must not keep the old model file.
@@ -596,6 +603,36 @@ logit_scale = 100.0
         let err = verify_hash(&file, HashKind::Blake3, sha, &manifest).unwrap_err();
         assert_eq!(err.kind(), BundleErrorKind::Mismatch);
         assert!(err.to_string().contains("blake3 is 6437b3"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A model that cannot be written leaves the bundle already in the directory
+    /// whole: same manifest, still loads, no temporary file left behind.
+    #[test]
+    fn failed_model_write_keeps_the_old_bundle() {
+        let shapes = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/shapes/bundle");
+        let dir = std::env::temp_dir().join(format!("clip-edge-rewrite-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(&shapes).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+        let before = std::fs::read(dir.join(MANIFEST_FILE)).unwrap();
+        let labels = LabelTable::load(&dir.join(LABELS_FILE)).unwrap();
+        let spec = BundleSpec {
+            model: &dir.join("missing.onnx"),
+            format: ModelFormat::Onnx,
+            precision: Precision::Fp32,
+            embedding_dim: labels.dim(),
+            labels: &labels,
+            preprocess: PreprocessConfig::default(),
+            logit_scale: 100.0,
+        };
+        assert!(write_bundle(&dir, &spec).is_err());
+        assert_eq!(std::fs::read(dir.join(MANIFEST_FILE)).unwrap(), before);
+        Bundle::load(&dir).unwrap();
+        assert!(!dir.join(format!(".{MODEL_FILE}.tmp")).exists());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -36,6 +36,15 @@ pub enum EncoderError {
         /// tract's error chain, one line.
         message: String,
     },
+    /// tract's NNEF writer has no serializer for an operator of the model. The
+    /// message names the operator and its ONNX node; the ONNX format still works.
+    #[error("{path}: tract's NNEF writer cannot write this model: {message}")]
+    NnefUnsupported {
+        /// The source model.
+        path: PathBuf,
+        /// tract's error chain, one line, naming the operator and the node.
+        message: String,
+    },
     /// The model loads but does not have the image-encoder interface.
     #[error("{path}: {problem}")]
     Interface {
@@ -171,11 +180,23 @@ pub fn write_nnef(onnx: &Path, image_size: usize, out: &Path) -> Result<(), Enco
     })?;
     // Weight-only int8 models: tract folds the small weights' int8 → f32 casts here
     // (stored as f32); the large ones stay int8 and are widened at load.
-    let mut typed = typed.into_decluttered().map_err(load_err)?;
+    let typed = typed.into_decluttered().map_err(load_err)?;
+    let written = write_typed_nnef(typed, onnx, out);
+    if written.is_err() {
+        // Best effort: the caller gets the write error, not a leftover half file.
+        let _ = std::fs::remove_file(out);
+    }
+    written
+}
+
+/// Writes a decluttered model as an NNEF tar (see [`write_nnef`]); `source` names
+/// the model in errors.
+fn write_typed_nnef(mut typed: TypedModel, source: &Path, out: &Path) -> Result<(), EncoderError> {
     // Short node names: tract's NNEF parser costs thousands of instructions per
     // byte of graph.nnef, and the ONNX-derived names (`/vision_model/encoder/
-    // layers.11/mlp/fc2/MatMul/...`) made it 4x longer: -0.26 G instructions at load
-    // for a ViT-B/32-sized model under QEMU. The input keeps its name.
+    // layers.11/mlp/fc2/MatMul/...`) made it 4x longer (quantize/README.md). The
+    // input keeps its name.
+    let onnx_names: Vec<String> = typed.nodes.iter().map(|n| n.name.clone()).collect();
     let sources: Vec<usize> = typed.inputs.iter().map(|o| o.node).collect();
     for id in 0..typed.nodes.len() {
         if !sources.contains(&id) {
@@ -188,12 +209,26 @@ pub fn write_nnef(onnx: &Path, image_size: usize, out: &Path) -> Result<(), Enco
     })?;
     let writer = std::io::BufWriter::new(file);
     // Deterministic: the same model gives the same bytes (and bundle hash).
-    let writer = nnef()
-        .write_to_tar_with_config(&typed, writer, false, true)
-        .map_err(|e| EncoderError::Write {
-            path: out.to_path_buf(),
-            message: one_line(&e),
-        })?;
+    let writer = match nnef().write_to_tar_with_config(&typed, writer, false, true) {
+        Ok(writer) => writer,
+        Err(write_err) => {
+            // An operator without a serializer fails the translation to NNEF's AST.
+            // Translate again under the ONNX node names so the error names the layer.
+            for (node, name) in typed.nodes.iter_mut().zip(onnx_names) {
+                node.name = name;
+            }
+            return Err(match tract_nnef::ser::to_proto_model(&nnef(), &typed) {
+                Err(e) => EncoderError::NnefUnsupported {
+                    path: source.to_path_buf(),
+                    message: one_line(&e),
+                },
+                Ok(_) => EncoderError::Write {
+                    path: out.to_path_buf(),
+                    message: one_line(&write_err),
+                },
+            });
+        }
+    };
     writer
         .into_inner()
         .map_err(|e| e.into_error())
@@ -569,6 +604,81 @@ mod tests {
     use super::*;
     use tract_onnx::tract_core::ops::cast::Cast;
     use tract_onnx::tract_core::ops::math;
+
+    use tract_onnx::tract_core::internal::{EvalContext, EvalOp, StaticName};
+    use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
+
+    /// An operator no NNEF registry knows how to write.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Unwritable;
+
+    impl Op for Unwritable {
+        fn name(&self) -> StaticName {
+            "Unwritable".into()
+        }
+        op_as_typed_op!();
+    }
+
+    impl EvalOp for Unwritable {
+        op_out_of_plan!();
+        fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+            Ok(inputs)
+        }
+    }
+
+    impl TypedOp for Unwritable {
+        fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+            Ok(tvec!(inputs[0].without_value()))
+        }
+        as_op!();
+    }
+
+    fn one_op_model(name: &str, op: impl Into<Box<dyn TypedOp>>) -> TypedModel {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([1, 64])).unwrap();
+        let y = model.wire_node(name, op, &[x]).unwrap();
+        model.select_output_outlets(&y).unwrap();
+        model
+    }
+
+    fn scratch_file(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("clip-edge-encoder-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(name)
+    }
+
+    /// tract-core turns ONNX's exact `Gelu` into `GeluExact`; the vendored tract-nnef
+    /// writes it (`tract_core_gelu_exact`) and reads it back as the same op.
+    #[test]
+    fn exact_gelu_writes_to_nnef_and_reads_back() {
+        use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+        use tract_onnx::tract_core::ops::nn::{gelu_exact::gelu_exact, GeluExact};
+        let out = scratch_file("gelu.nnef.tar");
+        let model = one_op_model("/visual/mlp/gelu", gelu_exact());
+        write_typed_nnef(model, Path::new("gelu.onnx"), &out).unwrap();
+        let read = nnef()
+            .model_for_read(&mut std::fs::File::open(&out).unwrap())
+            .unwrap();
+        assert!(read.nodes().iter().any(|n| n
+            .op_as::<ElementWiseOp>()
+            .is_some_and(|ew| ew.0.is::<GeluExact>())));
+    }
+
+    /// An operator the NNEF writer cannot write is named, with its ONNX node.
+    #[test]
+    fn unwritable_operator_is_named_with_its_node() {
+        let out = scratch_file("unwritable.nnef.tar");
+        let model = one_op_model("/visual/blocks.3/odd", Unwritable);
+        let err = write_typed_nnef(model, Path::new("visual.onnx"), &out).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, EncoderError::NnefUnsupported { .. }),
+            "{err:?}"
+        );
+        assert!(text.starts_with("visual.onnx: "), "{text}");
+        assert!(text.contains("Unwritable"), "{text}");
+        assert!(text.contains("/visual/blocks.3/odd"), "{text}");
+    }
 
     /// `y = x · (Cast<f32>(Wq) · scale)`, the weight-only int8 form, by hand (a
     /// weight of at least 16 values: tract folds smaller constants as they are wired).

@@ -1,26 +1,9 @@
 //! The bundled shapes model end to end: demo, zero-shot accuracy on the held-out
 //! eval set, and the committed bundle being what the tools make from the exports.
 
-use clip_edge_e2e::{run, scratch, shapes_dir, stderr, stdout};
+use clip_edge_e2e::{make_bundle, run, scratch, shapes_dir, stderr, stdout};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-
-/// Runs `clip-quantize bundle --image-model MODEL --labels LABELS --out OUT EXTRA...`
-/// and asserts it succeeds.
-fn make_bundle(model: &Path, labels: &Path, out: &Path, extra: &[&str]) {
-    let mut args = vec![
-        "bundle",
-        "--image-model",
-        model.to_str().unwrap(),
-        "--labels",
-        labels.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    let out = run("clip-quantize", &args);
-    assert!(out.status.success(), "{}", stderr(&out));
-}
+use std::path::PathBuf;
 
 fn eval_images() -> Vec<(String, PathBuf)> {
     let mut images = Vec::new();

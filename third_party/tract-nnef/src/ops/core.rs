@@ -41,6 +41,10 @@ pub fn register(registry: &mut Registry) {
     registry.register_unit_element_wise("tract_core_round_even", &ops::math::RoundHalfToEven {});
     registry.register_unit_element_wise("tract_core_erf", &ops::math::Erf {});
     registry.register_unit_element_wise("tract_core_hard_swish", &ops::nn::HardSwish {});
+    // clip-edge patch: tract-core's declutter fuses ONNX's exact `Gelu` (and its Erf
+    // chain) into `GeluExact`, which had no serializer: every model with exact GELU
+    // (OpenCLIP's LAION ViTs, BLIP, SigLIP, MobileCLIP) failed to write as NNEF.
+    registry.register_unit_element_wise("tract_core_gelu_exact", &ops::nn::GeluExact {});
 
     registry.register_binary("tract_core_xor", &ops::logic::Xor {});
     registry.register_binary("tract_core_bitand", &ops::logic::BitAnd {});
