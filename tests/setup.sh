@@ -15,6 +15,8 @@
 #   gcc, binutils (nm), file,      the QEMU instruction-count plugin, the kernel census of the
 #   python3                        QEMU tests, the binary-kind check of `just cross`
 #   systemd                        `systemd-analyze verify` of the service unit (tests/tests/deploy.rs)
+#   curl, patch                    `just check-patches`: the vendored crates are their crates.io
+#                                  release plus third_party/patches
 #
 # After installing it compiles, links and runs (under QEMU) a C file including
 # <stdint.h> and <arm_neon.h> with the flags each ARM target's build scripts use, and
@@ -54,6 +56,9 @@ declare -A need=(
     [file]=file
     [nm]=binutils
     [systemd-analyze]=systemd
+    # third_party/patches.sh check (`just lint`): pristine releases + the patch series
+    [curl]=curl
+    [patch]=patch
 )
 missing=()
 for what in "${!need[@]}"; do
