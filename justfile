@@ -9,6 +9,10 @@ default:
 setup:
     bash tests/setup.sh
 
+# The README's two commands in a minimal Debian chroot with the host's Rust (root; STAGE: setup, demo or all).
+fresh-check STAGE="all":
+    tests/fresh-check.sh {{STAGE}}
+
 # Classify the bundled sample images with the bundled shapes model.
 demo:
     cargo run --release -p clip-edge -- demo
@@ -21,8 +25,8 @@ build:
 test: build
     cargo test --release --workspace
 
-# Formatting and lints, as CI runs them.
-lint:
+# Formatting and lints, as CI runs them; the vendored crates are their releases plus third_party/patches.
+lint: check-patches
     cargo fmt --all -- --check
     cargo clippy --release --workspace --all-targets -- -D warnings
 
@@ -56,6 +60,10 @@ cross *TARGETS:
         awk -v t=$t -v s=$(stat -c %s $b) -v x=$stripped -v k="$kind" \
             'BEGIN { printf "%-30s %5.1f MB, %5.1f MB stripped, %s\n", t, s / 1e6, x / 1e6, k }'
     done
+
+# Each vendored crate is its crates.io release plus its patch series, and Cargo.lock uses it (third_party/README.md).
+check-patches:
+    third_party/patches.sh check
 
 # tract-data's f32 → int casts (host, and aarch64 under QEMU); tract-linalg's i8 packing and x86-64 kernels on the host and, under QEMU
 # (cortex-a76, SDOT), its packing and the int8 SDOT and SMLAL kernels, and (cortex-a15) the armv7 int8 kernel. Each crate builds with its own
