@@ -24,6 +24,8 @@ build:
 # Every test on the host: unit, integration and end-to-end.
 test: build
     cargo test --release --workspace
+    # The board runtime without tract-onnx (NNEF bundles only; runtime/README.md).
+    cargo test --release -p clip-edge-core --no-default-features --lib
 
 # Formatting and lints, as CI runs them; the vendored crates are their releases plus third_party/patches.
 lint: check-patches
@@ -81,13 +83,15 @@ test-vendored:
     cd third_party/tract-linalg && CARGO_TARGET_DIR=../../target/third_party \
         cargo test --release --lib --target armv7-unknown-linux-gnueabihf -- i32_8x4
 
-# ARM builds under QEMU: the runtime's tests per target, classify vs the host, each board profile at its CPU (kernel family, `run` vs the host), the vendored tract patches' tests.
+# ARM builds under QEMU: the board crates' tests per target, classify vs the host, each board profile at its CPU (kernel family, `run` vs the host), the vendored tract patches' tests.
 test-qemu BUNDLE="" *IMAGES: build cross test-vendored
     #!/usr/bin/env bash
     set -euo pipefail
+    # The board's crates (runtime/): the workstation's clip-quantize does not cross-build.
+    board_crates="-p clip-edge -p clip-edge-core -p clip-edge-device -p clip-edge-bundle"
     for t in {{arm_targets}}; do
         s=$SECONDS
-        cargo test --release -p clip-edge --target $t
+        cargo test --release $board_crates --target $t
         echo "test-qemu: $t tests in $((SECONDS - s)) s"
     done
     if [[ -n "{{BUNDLE}}" ]]; then

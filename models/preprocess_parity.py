@@ -14,7 +14,7 @@ clip-edge's loader uses.
 Subcommands:
 
   fixtures [--out DIR]
-      Regenerate runtime/tests/fixtures/preprocess/: small inputs (skimage.data
+      Regenerate runtime/core/tests/fixtures/preprocess/: small inputs (skimage.data
       photos, cropped/rescaled to varied shapes and modes) plus, for each, the HF
       224x224 crop as an exact RGB PNG (<name>.expected.png). Also writes
       manifest.json.

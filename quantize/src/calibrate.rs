@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use clip_edge::encoder::one_line;
-use clip_edge::image_io::load_rgb8;
-use clip_edge::preprocess::{PreprocessConfig, Preprocessor};
+use clip_edge_bundle::PreprocessConfig;
+use clip_edge_core::encoder::one_line;
+use clip_edge_core::image_io::load_rgb8;
+use clip_edge_core::preprocess::Preprocessor;
 use tract_onnx::pb::{ModelProto, ValueInfoProto};
 use tract_onnx::prelude::*;
 

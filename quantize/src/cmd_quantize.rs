@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clip_edge::encoder::ImageEncoder;
-use clip_edge::preprocess::PreprocessConfig;
-use clip_edge::LabelTable;
+use clip_edge_bundle::LabelTable;
+use clip_edge_bundle::PreprocessConfig;
+use clip_edge_core::encoder::ImageEncoder;
 use clip_quantize::calibrate::{collect_histograms, list_images, load_inputs, Inputs};
 use clip_quantize::eval::{compare, EvalReport};
 use clip_quantize::onnx_graph::{load_model, model_bytes};
@@ -120,7 +120,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     let mut reference = match original {
         Some(encoder) => Some(encoder),
         None if inputs.is_empty() => None,
-        None => Some(ImageEncoder::from_bytes(
+        None => Some(ImageEncoder::from_onnx_bytes(
             &model_bytes(&fp32),
             &args.model,
             size,
@@ -146,7 +146,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
 
     let bytes = model_bytes(&int8);
     // The written model must load in tract as the runtime will load it.
-    let mut candidate = ImageEncoder::from_bytes(&bytes, out, size)
+    let mut candidate = ImageEncoder::from_onnx_bytes(&bytes, out, size)
         .context("the int8 model does not load in tract (please report this)")?;
     write_atomically(out, &bytes)?;
 
@@ -225,7 +225,8 @@ fn prune_last_layer(
         };
         return Ok((None, pruning, None));
     }
-    let mut original = ImageEncoder::from_bytes(&model_bytes(fp32), Path::new("<fp32>"), size)?;
+    let mut original =
+        ImageEncoder::from_onnx_bytes(&model_bytes(fp32), Path::new("<fp32>"), size)?;
     let bar = progress_bar(inputs.len(), "checking the pruned model", "inputs");
     let check = check_pruned(
         &mut original,
@@ -298,7 +299,7 @@ fn mean_cosine(
     name: &Path,
 ) -> Result<f64> {
     let size = reference.input_shape()[2];
-    let mut enc = ImageEncoder::from_bytes(&model_bytes(model), name, size)?;
+    let mut enc = ImageEncoder::from_onnx_bytes(&model_bytes(model), name, size)?;
     Ok(compare(reference, &mut enc, inputs, None, |_| {})?.cosine_mean)
 }
 

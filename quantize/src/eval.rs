@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use clip_edge::encoder::{EncoderError, ImageEncoder};
-use clip_edge::scoring::{dot, l2_normalize, Scorer};
-use clip_edge::LabelTable;
+use clip_edge_bundle::LabelTable;
+use clip_edge_core::encoder::{EncoderError, ImageEncoder};
+use clip_edge_core::scoring::{dot, l2_normalize, Scorer};
 
 /// Figures for one model on the evaluation images.
 #[derive(Debug, Clone, Default, serde::Serialize)]

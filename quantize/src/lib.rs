@@ -13,12 +13,16 @@
 //! | [`quant`] | the int8 rewrite of MatMul/Gemm/patch-Conv nodes |
 //! | [`calibrate`] | activation statistics and scales for static int8 |
 //! | [`eval`] | int8 against fp32: cosine, top-1 agreement, accuracy |
+//! | [`nnef_export`] | the image encoder as the NNEF tar a bundle carries |
+//! | [`bundle_writer`] | writing a bundle: model, label table, manifest |
 //!
-//! The bundle format itself lives in the runtime crate ([`clip_edge::bundle`]), so
-//! there is one definition of it.
+//! The bundle format itself is the `clip-edge-bundle` crate, which the board reads
+//! with; this crate only writes it.
 
+pub mod bundle_writer;
 pub mod calibrate;
 pub mod eval;
+pub mod nnef_export;
 pub mod onnx_graph;
 pub mod prompts;
 pub mod prune_tokens;

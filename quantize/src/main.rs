@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use clip_edge::bundle::{sha256_file, write_bundle, BundleError, BundleSpec, Precision};
-use clip_edge::encoder::{EncoderError, ImageEncoder, ModelFormat};
-use clip_edge::preprocess::PreprocessConfig;
-use clip_edge::scoring::DEFAULT_LOGIT_SCALE;
-use clip_edge::LabelTable;
+use clip_edge_bundle::{sha256_file, LabelTable, ModelFormat, Precision, PreprocessConfig};
+use clip_edge_core::encoder::ImageEncoder;
+use clip_edge_core::scoring::DEFAULT_LOGIT_SCALE;
+use clip_quantize::bundle_writer::{write_bundle, BundleSpec, BundleWriteError};
+use clip_quantize::nnef_export::NnefExportError;
 use clip_quantize::prompts::{load_templates, read_labels};
 use clip_quantize::text_encoder::{embed_labels, TextEncoder};
 use clip_quantize::tokenizer::ClipTokenizer;
@@ -319,7 +319,7 @@ fn bundle_cmd(
         },
     )
     .map_err(|e| match e {
-        BundleError::Model(e @ EncoderError::NnefUnsupported { .. }) => anyhow::anyhow!(
+        BundleWriteError::Model(e @ NnefExportError::Unsupported { .. }) => anyhow::anyhow!(
             "{e} (`--format onnx` bundles the ONNX model instead: the board then parses it at every start)"
         ),
         e => e.into(),
@@ -366,7 +366,11 @@ fn detect_precision(model: &Path) -> Result<Precision> {
     let proto = tract_onnx::onnx()
         .proto_model_for_path(model)
         .map_err(|e| {
-            anyhow::anyhow!("{}: {}", model.display(), clip_edge::encoder::one_line(&e))
+            anyhow::anyhow!(
+                "{}: {}",
+                model.display(),
+                clip_edge_core::encoder::one_line(&e)
+            )
         })?;
     let graph = proto.graph.unwrap_or_default();
     let integer = graph.node.iter().any(|n| {

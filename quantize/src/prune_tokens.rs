@@ -28,7 +28,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use clip_edge::encoder::{one_line, ImageEncoder};
+use clip_edge_core::encoder::{one_line, ImageEncoder};
 use tract_onnx::pb::{GraphProto, ModelProto, NodeProto};
 use tract_onnx::prelude::*;
 
@@ -596,9 +596,9 @@ pub fn check_pruned<'a>(
     original: &mut ImageEncoder,
     pruned: &ModelProto,
     inputs: impl IntoIterator<Item = &'a [f32]>,
-) -> Result<PruneCheck, clip_edge::encoder::EncoderError> {
+) -> Result<PruneCheck, clip_edge_core::encoder::EncoderError> {
     let size = original.input_shape()[2];
-    let mut candidate = ImageEncoder::from_bytes(
+    let mut candidate = ImageEncoder::from_onnx_bytes(
         &model_bytes(pruned),
         std::path::Path::new("<pruned model>"),
         size,
@@ -609,7 +609,7 @@ pub fn check_pruned<'a>(
         inputs: 0,
         max_relative_diff: 0.0,
     };
-    let mut compare = |x: &[f32]| -> Result<(), clip_edge::encoder::EncoderError> {
+    let mut compare = |x: &[f32]| -> Result<(), clip_edge_core::encoder::EncoderError> {
         let a = original.encode(x)?.to_vec();
         let b = candidate.encode(x)?;
         let norm = a.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();

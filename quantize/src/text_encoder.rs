@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use clip_edge::encoder::one_line;
-use clip_edge::scoring::l2_normalize;
+use clip_edge_core::encoder::one_line;
+use clip_edge_core::scoring::l2_normalize;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 

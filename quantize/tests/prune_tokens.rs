@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use clip_edge::encoder::ImageEncoder;
-use clip_edge::preprocess::PreprocessConfig;
+use clip_edge_bundle::PreprocessConfig;
+use clip_edge_core::encoder::ImageEncoder;
 use clip_quantize::calibrate::{list_images, load_inputs};
 use clip_quantize::onnx_graph::{load_model, model_bytes, GraphIndex};
 use clip_quantize::prune_tokens::{check_pruned, keep_only_pooled_token, pseudo_random_input};
@@ -69,8 +69,9 @@ fn check_model(path: &str, last_layer: &str, one_token: &[&str]) {
     );
 
     // Same embedding.
-    let mut a = ImageEncoder::from_bytes(&model_bytes(&model), Path::new(path), SIZE).unwrap();
-    let mut b = ImageEncoder::from_bytes(&model_bytes(&pruned), Path::new(path), SIZE).unwrap();
+    let mut a = ImageEncoder::from_onnx_bytes(&model_bytes(&model), Path::new(path), SIZE).unwrap();
+    let mut b =
+        ImageEncoder::from_onnx_bytes(&model_bytes(&pruned), Path::new(path), SIZE).unwrap();
     let mut worst = 0.0f32;
     for x in inputs() {
         let ea = a.encode(&x).unwrap().to_vec();
@@ -159,7 +160,7 @@ fn check_catches_a_wrong_token() {
     let path = repo().join("models/fixtures/hf-tiny/image_encoder.onnx");
     let model = load_model(&path).unwrap();
     let (mut pruned, _) = keep_only_pooled_token(&model, &[1, 3, SIZE, SIZE]).unwrap();
-    let mut a = ImageEncoder::from_bytes(&model_bytes(&model), &path, SIZE).unwrap();
+    let mut a = ImageEncoder::from_onnx_bytes(&model_bytes(&model), &path, SIZE).unwrap();
     let good = check_pruned(&mut a, &pruned, inputs().iter().map(Vec::as_slice)).unwrap();
     assert_eq!(good.inputs, 2 + inputs().len());
     assert!(good.max_relative_diff < 1e-6, "{good:?}");

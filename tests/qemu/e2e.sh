@@ -64,7 +64,7 @@ fi
 if [[ ${#images[@]} -eq 0 ]]; then
     shopt -s nullglob
     images=(models/shapes/samples/*.png)
-    [[ ${#images[@]} -gt 0 ]] || images=(runtime/tests/fixtures/preprocess/*.png runtime/tests/fixtures/preprocess/*.jpg)
+    [[ ${#images[@]} -gt 0 ]] || images=(runtime/core/tests/fixtures/preprocess/*.png runtime/core/tests/fixtures/preprocess/*.jpg)
     shopt -u nullglob
 fi
 echo "e2e: bundle $bundle, ${#images[@]} images, score tol $SCORE_TOL, prob tol $PROB_TOL"

@@ -74,7 +74,7 @@ fn corrupt_model_file_fails_its_hash() {
 fn damaged_model_with_matching_hash_fails_cleanly() {
     let bundle = copy_bundle("damaged-model");
     let model = bundle.join("model.nnef.tar");
-    use clip_edge::bundle::{blake3_file, sha256_file};
+    use clip_edge_bundle::{blake3_file, sha256_file};
     let old = [sha256_file(&model).unwrap(), blake3_file(&model).unwrap()];
     let bytes = std::fs::read(&model).unwrap();
     // Keep the tar header (so it is still taken for NNEF), cut the rest.

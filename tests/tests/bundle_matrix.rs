@@ -4,7 +4,7 @@
 //! `models/fixtures/ort_reference.py`). Issue 21: since bundles became NNEF by default
 //! no exact-GELU model (OpenCLIP's) could be bundled, and no test bundled one.
 
-use clip_edge::Classifier;
+use clip_edge_core::Classifier;
 use clip_edge_e2e::{make_bundle, repo_root, run, scratch, shapes_dir, stderr, stdout};
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -196,8 +196,8 @@ fn committed_bundle_is_what_the_tools_make_from_the_exports() {
         model == std::fs::read(bundle.join("model.nnef.tar")).unwrap(),
         "models/shapes/bundle/model.nnef.tar is stale: run `just shapes-bundle`"
     );
-    let a = clip_edge::LabelTable::load(&committed.join("labels.safetensors")).unwrap();
-    let b = clip_edge::LabelTable::load(&bundle.join("labels.safetensors")).unwrap();
+    let a = clip_edge_bundle::LabelTable::load(&committed.join("labels.safetensors")).unwrap();
+    let b = clip_edge_bundle::LabelTable::load(&bundle.join("labels.safetensors")).unwrap();
     assert_eq!(a.labels(), b.labels());
     assert_eq!(a.templates(), b.templates());
     assert_eq!(a.text_model_sha256(), b.text_model_sha256());

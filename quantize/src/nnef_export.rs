@@ -1,0 +1,208 @@
+//! The image encoder as the NNEF tar a bundle carries: the ONNX export typed and
+//! decluttered by tract for a `[1, 3, size, size]` input, written with short node
+//! names. The board then reads the weights once and skips ONNX parsing and analysis;
+//! the CPU-specific optimisation (kernel choice, weight packing) is left to it.
+
+use std::path::{Path, PathBuf};
+
+use clip_edge_core::encoder::onnx::onnx_with_input;
+use clip_edge_core::encoder::{nnef, one_line, EncoderError};
+use tract_onnx::prelude::*;
+
+/// What can go wrong writing the NNEF model.
+#[derive(Debug, thiserror::Error)]
+pub enum NnefExportError {
+    /// The ONNX model could not be read, typed or decluttered.
+    #[error(transparent)]
+    Read(#[from] EncoderError),
+    /// tract's NNEF writer has no serializer for an operator of the model. The
+    /// message names the operator and its ONNX node; the ONNX format still works.
+    #[error("{path}: tract's NNEF writer cannot write this model: {message}")]
+    Unsupported {
+        /// The source model.
+        path: PathBuf,
+        /// tract's error chain, one line, naming the operator and the node.
+        message: String,
+    },
+    /// tract failed writing the NNEF tar.
+    #[error("{path}: cannot write the NNEF model: {message}")]
+    Write {
+        /// The output file.
+        path: PathBuf,
+        /// tract's error chain, one line.
+        message: String,
+    },
+    /// The output file could not be created or flushed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The output file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Writes the ONNX image encoder at `onnx` as the NNEF tar a bundle carries: typed
+/// and decluttered for a `[1, 3, image_size, image_size]` input. The
+/// CPU-specific optimisation (kernel choice, weight packing) is left to the board.
+pub fn write_nnef(onnx: &Path, image_size: usize, out: &Path) -> Result<(), NnefExportError> {
+    let bytes = std::fs::read(onnx).map_err(|source| EncoderError::Io {
+        path: onnx.to_path_buf(),
+        source,
+    })?;
+    let load_err = |e: TractError| EncoderError::Load {
+        path: onnx.to_path_buf(),
+        message: one_line(&e),
+    };
+    let model = onnx_with_input(&bytes, onnx, image_size)?;
+    drop(bytes);
+    let typed = model.into_typed().map_err(|e| EncoderError::Interface {
+        path: onnx.to_path_buf(),
+        problem: format!(
+            "does not accept a [1,3,{image_size},{image_size}] f32 input: {}",
+            one_line(&e)
+        ),
+    })?;
+    // Weight-only int8 models: tract folds the small weights' int8 → f32 casts here
+    // (stored as f32); the large ones stay int8 and are widened at load.
+    let typed = typed.into_decluttered().map_err(load_err)?;
+    let written = write_typed_nnef(typed, onnx, out);
+    if written.is_err() {
+        // Best effort: the caller gets the write error, not a leftover half file.
+        let _ = std::fs::remove_file(out);
+    }
+    written
+}
+
+/// Writes a decluttered model as an NNEF tar (see [`write_nnef`]); `source` names
+/// the model in errors.
+fn write_typed_nnef(
+    mut typed: TypedModel,
+    source: &Path,
+    out: &Path,
+) -> Result<(), NnefExportError> {
+    // Short node names: tract's NNEF parser costs thousands of instructions per
+    // byte of graph.nnef, and the ONNX-derived names (`/vision_model/encoder/
+    // layers.11/mlp/fc2/MatMul/...`) made it 4x longer (quantize/README.md). The
+    // input keeps its name.
+    let onnx_names: Vec<String> = typed.nodes.iter().map(|n| n.name.clone()).collect();
+    let sources: Vec<usize> = typed.inputs.iter().map(|o| o.node).collect();
+    for id in 0..typed.nodes.len() {
+        if !sources.contains(&id) {
+            typed.node_mut(id).name = format!("n{id}");
+        }
+    }
+    let file = std::fs::File::create(out).map_err(|source| NnefExportError::Io {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    let writer = std::io::BufWriter::new(file);
+    // Deterministic: the same model gives the same bytes (and bundle hash).
+    let writer = match nnef().write_to_tar_with_config(&typed, writer, false, true) {
+        Ok(writer) => writer,
+        Err(write_err) => {
+            // An operator without a serializer fails the translation to NNEF's AST.
+            // Translate again under the ONNX node names so the error names the layer.
+            for (node, name) in typed.nodes.iter_mut().zip(onnx_names) {
+                node.name = name;
+            }
+            return Err(match tract_nnef::ser::to_proto_model(&nnef(), &typed) {
+                Err(e) => NnefExportError::Unsupported {
+                    path: source.to_path_buf(),
+                    message: one_line(&e),
+                },
+                Ok(_) => NnefExportError::Write {
+                    path: out.to_path_buf(),
+                    message: one_line(&write_err),
+                },
+            });
+        }
+    };
+    writer
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all())
+        .map_err(|source| NnefExportError::Io {
+            path: out.to_path_buf(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_onnx::tract_core::internal::{EvalContext, EvalOp, StaticName};
+    use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
+
+    /// An operator no NNEF registry knows how to write.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Unwritable;
+
+    impl Op for Unwritable {
+        fn name(&self) -> StaticName {
+            "Unwritable".into()
+        }
+        op_as_typed_op!();
+    }
+
+    impl EvalOp for Unwritable {
+        op_out_of_plan!();
+        fn eval(&self, _: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+            Ok(inputs)
+        }
+    }
+
+    impl TypedOp for Unwritable {
+        fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+            Ok(tvec!(inputs[0].without_value()))
+        }
+        as_op!();
+    }
+
+    fn one_op_model(name: &str, op: impl Into<Box<dyn TypedOp>>) -> TypedModel {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([1, 64])).unwrap();
+        let y = model.wire_node(name, op, &[x]).unwrap();
+        model.select_output_outlets(&y).unwrap();
+        model
+    }
+
+    fn scratch_file(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("clip-edge-encoder-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join(name)
+    }
+
+    /// tract-core turns ONNX's exact `Gelu` into `GeluExact`; the vendored tract-nnef
+    /// writes it (`tract_core_gelu_exact`) and reads it back as the same op.
+    #[test]
+    fn exact_gelu_writes_to_nnef_and_reads_back() {
+        use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+        use tract_onnx::tract_core::ops::nn::{gelu_exact::gelu_exact, GeluExact};
+        let out = scratch_file("gelu.nnef.tar");
+        let model = one_op_model("/visual/mlp/gelu", gelu_exact());
+        write_typed_nnef(model, Path::new("gelu.onnx"), &out).unwrap();
+        let read = nnef()
+            .model_for_read(&mut std::fs::File::open(&out).unwrap())
+            .unwrap();
+        assert!(read.nodes().iter().any(|n| n
+            .op_as::<ElementWiseOp>()
+            .is_some_and(|ew| ew.0.is::<GeluExact>())));
+    }
+
+    /// An operator the NNEF writer cannot write is named, with its ONNX node.
+    #[test]
+    fn unwritable_operator_is_named_with_its_node() {
+        let out = scratch_file("unwritable.nnef.tar");
+        let model = one_op_model("/visual/blocks.3/odd", Unwritable);
+        let err = write_typed_nnef(model, Path::new("visual.onnx"), &out).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, NnefExportError::Unsupported { .. }),
+            "{err:?}"
+        );
+        assert!(text.starts_with("visual.onnx: "), "{text}");
+        assert!(text.contains("Unwritable"), "{text}");
+        assert!(text.contains("/visual/blocks.3/odd"), "{text}");
+    }
+}

@@ -1,0 +1,497 @@
+//! The bundle: the directory copied from the workstation to the board.
+//!
+//! ```text
+//! bundle/
+//!   bundle.toml         this manifest: preprocessing, dims, logit scale, file hashes
+//!   model.nnef.tar      the image encoder (fp32 or int8): tract's decluttered model
+//!                       as NNEF (or model.onnx, the ONNX file as is, with --format onnx)
+//!   labels.safetensors  the label table (see [`crate::labels`])
+//! ```
+//!
+//! [`Bundle::load`] checks everything it can before a frame is run: that both files
+//! exist and have the hash the manifest records, that the label table's dimension
+//! equals the manifest's embedding dimension, and that the label count matches. The
+//! image encoder's own output dimension is checked when the model is built
+//! (clip-edge-core's `ImageEncoder`). `clip-quantize` writes bundles.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::labels::{LabelTable, LabelsError};
+use crate::model_format::ModelFormat;
+use crate::preprocess_config::PreprocessConfig;
+
+/// File name of the manifest inside a bundle directory.
+pub const MANIFEST_FILE: &str = "bundle.toml";
+/// File name of the image encoder inside a bundle directory, ONNX format.
+pub const MODEL_FILE: &str = "model.onnx";
+/// File name of the image encoder inside a bundle directory, NNEF format.
+pub const MODEL_FILE_NNEF: &str = "model.nnef.tar";
+/// File name of the label table inside a bundle directory.
+pub const LABELS_FILE: &str = "labels.safetensors";
+/// Manifest format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// What can go wrong loading a bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// A file of the bundle could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// `bundle.toml` is not valid TOML or misses fields.
+    #[error("{path}: invalid manifest: {message}")]
+    Manifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A file's hash differs from the manifest's.
+    #[error(
+        "{path}: {algorithm} is {actual}, but {manifest} records {expected} (file changed or corrupt)"
+    )]
+    HashMismatch {
+        /// The file whose hash differs.
+        path: PathBuf,
+        /// `sha256` or `blake3`.
+        algorithm: &'static str,
+        /// The manifest.
+        manifest: PathBuf,
+        /// Hash recorded in the manifest.
+        expected: String,
+        /// Hash of the file on disk.
+        actual: String,
+    },
+    /// The manifest and the files disagree on a dimension or count.
+    #[error("{path}: {problem}")]
+    Mismatch {
+        /// The file that disagrees with the manifest.
+        path: PathBuf,
+        /// What disagrees.
+        problem: String,
+    },
+    /// The label table is unreadable or invalid.
+    #[error(transparent)]
+    Labels(#[from] LabelsError),
+}
+
+/// Coarse category of a [`BundleError`], for callers that branch on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BundleErrorKind {
+    /// A file is missing or unreadable.
+    Io,
+    /// The manifest is malformed.
+    Manifest,
+    /// A file does not match the manifest (hash, dimension, count).
+    Mismatch,
+    /// The label table is invalid.
+    Labels,
+}
+
+impl BundleError {
+    /// The category of this error.
+    pub fn kind(&self) -> BundleErrorKind {
+        match self {
+            BundleError::Io { .. } => BundleErrorKind::Io,
+            BundleError::Manifest { .. } => BundleErrorKind::Manifest,
+            BundleError::HashMismatch { .. } | BundleError::Mismatch { .. } => {
+                BundleErrorKind::Mismatch
+            }
+            BundleError::Labels(_) => BundleErrorKind::Labels,
+        }
+    }
+}
+
+/// Numeric precision of the image encoder in a bundle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// The fp32 export, as is.
+    Fp32,
+    /// Integer-quantized by `clip-quantize quantize`.
+    Int8,
+    /// int8 weights, f32 arithmetic (`clip-quantize quantize --mode weights`).
+    #[serde(rename = "int8-weights")]
+    Int8Weights,
+}
+
+/// `[model]` section of the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// File name inside the bundle.
+    pub file: String,
+    /// sha256 of the file, lower-case hex.
+    pub sha256: String,
+    /// BLAKE3 of the file, lower-case hex (bundles written before it: none). Checked
+    /// instead of sha256 on CPUs without SHA-2 instructions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blake3: Option<String>,
+    /// How the file is stored (bundles written before NNEF: ONNX).
+    #[serde(default = "onnx_format")]
+    pub format: ModelFormat,
+    /// fp32 or int8.
+    pub precision: Precision,
+    /// Length of the image embedding the model outputs.
+    pub embedding_dim: usize,
+}
+
+/// `[labels]` section of the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelsSection {
+    /// File name inside the bundle.
+    pub file: String,
+    /// sha256 of the file, lower-case hex.
+    pub sha256: String,
+    /// Number of labels in the table.
+    pub count: usize,
+}
+
+/// `[scoring]` section of the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScoringSection {
+    /// Multiplier of the cosine before the softmax (CLIP: 100).
+    pub logit_scale: f32,
+}
+
+/// The contents of `bundle.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Manifest format version ([`FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// The image encoder.
+    pub model: ModelSection,
+    /// The label table.
+    pub labels: LabelsSection,
+    /// How frames become the model's input tensor.
+    pub preprocess: PreprocessConfig,
+    /// How embeddings become probabilities.
+    pub scoring: ScoringSection,
+}
+
+impl Manifest {
+    /// Parses a manifest from TOML text; `path` is only used in error messages.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, BundleError> {
+        let manifest: Manifest = toml::from_str(text).map_err(|e| BundleError::Manifest {
+            path: path.to_path_buf(),
+            message: e.message().to_string(),
+        })?;
+        if manifest.format_version != FORMAT_VERSION {
+            return Err(BundleError::Manifest {
+                path: path.to_path_buf(),
+                message: format!(
+                    "format_version {} (this build reads {FORMAT_VERSION})",
+                    manifest.format_version
+                ),
+            });
+        }
+        manifest
+            .preprocess
+            .validate()
+            .map_err(|e| BundleError::Manifest {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        if !(manifest.scoring.logit_scale.is_finite() && manifest.scoring.logit_scale > 0.0) {
+            return Err(BundleError::Manifest {
+                path: path.to_path_buf(),
+                message: format!(
+                    "scoring.logit_scale must be a positive number, got {}",
+                    manifest.scoring.logit_scale
+                ),
+            });
+        }
+        Ok(manifest)
+    }
+
+    /// The manifest as TOML text.
+    pub fn to_toml(&self) -> String {
+        // Serialising plain structs of numbers and strings cannot fail.
+        toml::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A loaded, verified bundle: the manifest, the label table, and the model's path.
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    /// The bundle directory.
+    pub dir: PathBuf,
+    /// The parsed manifest.
+    pub manifest: Manifest,
+    /// The label table.
+    pub labels: LabelTable,
+}
+
+impl Bundle {
+    /// Loads `dir/bundle.toml`, verifies both files' hashes and the label table
+    /// against the manifest.
+    pub fn load(dir: &Path) -> Result<Self, BundleError> {
+        let manifest_path = dir.join(MANIFEST_FILE);
+        if !dir.is_dir() {
+            return Err(BundleError::Io {
+                path: dir.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "bundle directory not found",
+                ),
+            });
+        }
+        let text = std::fs::read_to_string(&manifest_path).map_err(|source| BundleError::Io {
+            path: manifest_path.clone(),
+            source,
+        })?;
+        let manifest = Manifest::from_toml(&text, &manifest_path)?;
+
+        let model_path = dir.join(&manifest.model.file);
+        match &manifest.model.blake3 {
+            Some(blake3) if !sha2_instructions() => {
+                verify_hash(&model_path, HashKind::Blake3, blake3, &manifest_path)?
+            }
+            _ => verify_hash(
+                &model_path,
+                HashKind::Sha256,
+                &manifest.model.sha256,
+                &manifest_path,
+            )?,
+        }
+        let labels_path = dir.join(&manifest.labels.file);
+        verify_hash(
+            &labels_path,
+            HashKind::Sha256,
+            &manifest.labels.sha256,
+            &manifest_path,
+        )?;
+
+        let labels = LabelTable::load(&labels_path)?;
+        if labels.dim() != manifest.model.embedding_dim {
+            return Err(BundleError::Mismatch {
+                path: labels_path,
+                problem: format!(
+                    "label embeddings have dimension {}, but {} says the model's embedding_dim is {}",
+                    labels.dim(),
+                    MANIFEST_FILE,
+                    manifest.model.embedding_dim
+                ),
+            });
+        }
+        if labels.len() != manifest.labels.count {
+            return Err(BundleError::Mismatch {
+                path: labels_path,
+                problem: format!(
+                    "{} labels, but {} says {}",
+                    labels.len(),
+                    MANIFEST_FILE,
+                    manifest.labels.count
+                ),
+            });
+        }
+        log::debug!(
+            "bundle {}: {} labels, dim {}, {:?} model",
+            dir.display(),
+            labels.len(),
+            labels.dim(),
+            manifest.model.precision
+        );
+        Ok(Bundle {
+            dir: dir.to_path_buf(),
+            manifest,
+            labels,
+        })
+    }
+
+    /// Path of the image encoder.
+    pub fn model_path(&self) -> PathBuf {
+        self.dir.join(&self.manifest.model.file)
+    }
+}
+
+fn onnx_format() -> ModelFormat {
+    ModelFormat::Onnx
+}
+
+/// sha256 of a file's contents, lower-case hex.
+pub fn sha256_file(path: &Path) -> Result<String, std::io::Error> {
+    let mut hasher = Sha256::new();
+    read_chunks(path, |chunk| hasher.update(chunk))?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// BLAKE3 of a file's contents, lower-case hex.
+pub fn blake3_file(path: &Path) -> Result<String, std::io::Error> {
+    let mut hasher = blake3::Hasher::new();
+    read_chunks(path, |chunk| {
+        hasher.update(chunk);
+    })?;
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+fn read_chunks(path: &Path, mut each: impl FnMut(&[u8])) -> Result<(), std::io::Error> {
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        each(&buf[..n]);
+    }
+}
+
+/// Whether this CPU hashes SHA-256 in hardware (ARMv8 SHA-2, x86 SHA-NI). Without
+/// them software SHA-256 costs ~30 instructions per byte, ~2.7 G for an 88 MB model
+/// (over a second on a Pi 4); BLAKE3 costs ~4.4 with NEON (measured under QEMU).
+fn sha2_instructions() -> bool {
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("sha2")
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("sha")
+    }
+    #[cfg(not(any(target_arch = "aarch64", target_arch = "x86_64")))]
+    {
+        false
+    }
+}
+
+/// The hash a file is checked with.
+#[derive(Debug, Clone, Copy)]
+enum HashKind {
+    Sha256,
+    Blake3,
+}
+
+fn verify_hash(
+    path: &Path,
+    kind: HashKind,
+    expected: &str,
+    manifest: &Path,
+) -> Result<(), BundleError> {
+    let io = |source| BundleError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let (algorithm, actual) = match kind {
+        HashKind::Sha256 => ("sha256", sha256_file(path).map_err(io)?),
+        HashKind::Blake3 => ("blake3", blake3_file(path).map_err(io)?),
+    };
+    log::debug!("{}: {algorithm} verified", path.display());
+    if !actual.eq_ignore_ascii_case(expected) {
+        return Err(BundleError::HashMismatch {
+            path: path.to_path_buf(),
+            algorithm,
+            manifest: manifest.to_path_buf(),
+            expected: expected.to_string(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MANIFEST: &str = r#"format_version = 1
+
+[model]
+file = "model.onnx"
+sha256 = "00"
+precision = "int8"
+embedding_dim = 64
+
+[labels]
+file = "labels.safetensors"
+sha256 = "00"
+count = 30
+
+[preprocess]
+resize_shortest_edge = 224
+crop_size = 224
+mean = [0.48145467, 0.4578275, 0.40821072]
+std = [0.26862955, 0.2613026, 0.2757771]
+
+[scoring]
+logit_scale = 100.0
+"#;
+
+    #[test]
+    fn manifests_written_before_nnef_read_as_onnx() {
+        let m = Manifest::from_toml(MANIFEST, Path::new("bundle.toml")).unwrap();
+        assert_eq!(m.model.format, ModelFormat::Onnx);
+        assert_eq!(m.model.precision, Precision::Int8);
+    }
+
+    #[test]
+    fn format_and_precision_round_trip() {
+        let text = MANIFEST
+            .replace("precision = \"int8\"", "precision = \"int8-weights\"")
+            .replace(
+                "sha256 = \"00\"\nprecision",
+                "sha256 = \"00\"\nformat = \"nnef\"\nprecision",
+            );
+        let m = Manifest::from_toml(&text, Path::new("bundle.toml")).unwrap();
+        assert_eq!(m.model.format, ModelFormat::Nnef);
+        assert_eq!(m.model.precision, Precision::Int8Weights);
+        let again = Manifest::from_toml(&m.to_toml(), Path::new("bundle.toml")).unwrap();
+        assert_eq!(again, m);
+    }
+
+    #[test]
+    fn unknown_format_is_rejected() {
+        let text = MANIFEST.replace(
+            "precision = \"int8\"",
+            "format = \"tflite\"\nprecision = \"int8\"",
+        );
+        let err = Manifest::from_toml(&text, Path::new("bundle.toml")).unwrap_err();
+        assert_eq!(err.kind(), BundleErrorKind::Manifest);
+        assert!(err.to_string().contains("tflite"), "{err}");
+    }
+
+    #[test]
+    fn model_format_is_told_by_content() {
+        let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/shapes");
+        assert_eq!(
+            ModelFormat::detect(&models.join("bundle/model.nnef.tar")).unwrap(),
+            ModelFormat::Nnef
+        );
+        assert_eq!(
+            ModelFormat::detect(&models.join("image_encoder.onnx")).unwrap(),
+            ModelFormat::Onnx
+        );
+        let missing = ModelFormat::detect(&models.join("no-such-model")).unwrap_err();
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound, "{missing}");
+    }
+
+    #[test]
+    fn both_hashes_are_checked_where_they_are_used() {
+        let dir = std::env::temp_dir().join(format!("clip-edge-hash-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("model");
+        std::fs::write(&file, b"abc").unwrap();
+        let manifest = dir.join("bundle.toml");
+        // Known answers for "abc".
+        let sha = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        let b3 = "6437b3ac38465133ffb63b75273a8db548c558465d79db03fd359c6cd5bd9d85";
+        assert_eq!(sha256_file(&file).unwrap(), sha);
+        assert_eq!(blake3_file(&file).unwrap(), b3);
+        verify_hash(&file, HashKind::Sha256, sha, &manifest).unwrap();
+        verify_hash(&file, HashKind::Blake3, b3, &manifest).unwrap();
+        let err = verify_hash(&file, HashKind::Blake3, sha, &manifest).unwrap_err();
+        assert_eq!(err.kind(), BundleErrorKind::Mismatch);
+        assert!(err.to_string().contains("blake3 is 6437b3"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
