@@ -179,19 +179,7 @@ struct EvalArgs {
 }
 
 fn main() -> ExitCode {
-    // tract reports recoverable conditions as errors while loading; with
-    // RUST_BACKTRACE set each one captures a backtrace (about a second of start-up on
-    // a static ARM build). Keep error backtraces off unless asked for explicitly.
-    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
-        std::env::set_var("RUST_LIB_BACKTRACE", "0");
-    }
-    // Die quietly on a closed pipe (`clip-edge ... | head`) like other Unix tools,
-    // instead of panicking in println!.
-    #[cfg(unix)]
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    clip_edge_core::process::prologue();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let result = match cli.command {

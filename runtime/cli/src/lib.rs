@@ -11,11 +11,13 @@
 //! | module | job |
 //! | --- | --- |
 //! | [`run`] | the `clip-edge run` loop: pacing, skipped frames, reconnect with backoff, events as JSON lines or log lines |
+//! | [`json`] | the top-k JSON of `classify --json` and `run --json` |
 //! | [`bench`] | `clip-edge bench`: load time, per-stage latency, memory, kernels |
 //! | [`alloc_count`] | a counting global allocator (dlmalloc on static musl), for allocation-free frame paths |
 //! | [`npy`] | writing tensors as `.npy` for checks in Python |
 
 pub mod alloc_count;
 pub mod bench;
+pub mod json;
 pub mod npy;
 pub mod run;

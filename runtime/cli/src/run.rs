@@ -19,6 +19,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clip_edge_core::classifier::{Classifier, ClassifyError};
 use clip_edge_core::scoring::TopK;
+
+use crate::json::{json_display, json_f32, json_str, write_top_k};
 use clip_edge_core::tracker::{Change, Tracker};
 use clip_edge_device::source::{Frame, FrameSource, SourceError, SourceErrorKind};
 
@@ -399,23 +401,6 @@ impl<W: Write> JsonLines<W> {
     }
 }
 
-fn json_str(out: &mut impl Write, s: &str) -> std::io::Result<()> {
-    serde_json::to_writer(out, s).map_err(std::io::Error::other)
-}
-
-/// Shortest round-trip form (`1.0`, `1.8631714e-15`), as serde_json writes floats.
-fn json_f32(out: &mut impl Write, v: f32) -> std::io::Result<()> {
-    serde_json::to_writer(out, &v).map_err(std::io::Error::other)
-}
-
-/// Writes `e` through `Display` as a JSON string (escaped as it is formatted).
-fn json_display(out: &mut impl Write, e: &dyn std::error::Error) -> std::io::Result<()> {
-    use serde::Serializer as _;
-    serde_json::Serializer::new(out)
-        .collect_str(e)
-        .map_err(std::io::Error::other)
-}
-
 impl<W: Write> EventSink for JsonLines<W> {
     fn event(&mut self, event: &Event<'_>) -> std::io::Result<()> {
         let o = &mut self.out;
@@ -433,20 +418,9 @@ impl<W: Write> EventSink for JsonLines<W> {
                     r#"{{"type":"frame","t":{t:.3},"frame":{frame},"source":"#
                 )?;
                 json_str(o, source)?;
-                o.write_all(br#","top":["#)?;
-                for (n, p) in top.iter().enumerate() {
-                    if n > 0 {
-                        o.write_all(b",")?;
-                    }
-                    o.write_all(br#"{"label":"#)?;
-                    json_str(o, labels.get(p.index).map_or("?", String::as_str))?;
-                    o.write_all(br#","score":"#)?;
-                    json_f32(o, p.score)?;
-                    o.write_all(br#","prob":"#)?;
-                    json_f32(o, p.prob)?;
-                    o.write_all(b"}")?;
-                }
-                writeln!(o, r#"],"latency_ms":{latency_ms:.3}}}"#)?;
+                o.write_all(br#","top":"#)?;
+                write_top_k(o, top, labels)?;
+                writeln!(o, r#","latency_ms":{latency_ms:.3}}}"#)?;
             }
             Event::Seen {
                 t,

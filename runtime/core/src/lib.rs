@@ -15,6 +15,7 @@
 //! | [`image_io`] | decoding image files to RGB8 the way PIL's `convert("RGB")` does |
 //! | [`preprocess`] | CLIP preprocessing, bit-exact with Pillow's bicubic resample; cached tables, no per-frame allocation |
 //! | [`encoder`] | the image encoder as one fixed-shape tract plan and state; kernel names; per-node runs |
+//! | [`process`] | the start of every clip-edge program: backtraces, `SIGPIPE` |
 //! | [`scoring`] | cosine, softmax, top-k (`heapless`), no allocation |
 //! | [`classifier`] | all of the above for one bundle |
 //! | [`tracker`] | hysteresis: when a label counts as seen or lost |
@@ -23,6 +24,7 @@ pub mod classifier;
 pub mod encoder;
 pub mod image_io;
 pub mod preprocess;
+pub mod process;
 pub mod scoring;
 pub mod tracker;
 

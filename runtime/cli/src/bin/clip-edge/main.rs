@@ -1,11 +1,13 @@
 //! `clip-edge`: the on-device program. Classifies images with a bundle made by
 //! `clip-quantize`.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use clip_edge::json::{json_str, write_top_k};
 use clip_edge_bundle::PreprocessConfig;
 use clip_edge_core::image_io::load_rgb8;
 use clip_edge_core::preprocess::Preprocessor;
@@ -124,19 +126,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // tract reports recoverable conditions as errors while loading; with
-    // RUST_BACKTRACE set each one captures a backtrace (about a second of start-up on
-    // a static ARM build). Keep error backtraces off unless asked for explicitly.
-    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
-        std::env::set_var("RUST_LIB_BACKTRACE", "0");
-    }
-    // Die quietly on a closed pipe (`clip-edge ... | head`) like other Unix tools,
-    // instead of panicking in println!.
-    #[cfg(unix)]
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    clip_edge_core::process::prologue();
     let cli = Cli::parse();
     // `run` reports frames and decisions as log lines unless --json: show them.
     let default_level = match cli.command {
@@ -235,16 +225,17 @@ fn classify_one(classifier: &mut Classifier, path: &Path, k: usize) -> Result<To
 fn print_result(classifier: &Classifier, path: &Path, top: &TopK, json: bool) {
     let labels = classifier.labels().labels();
     if json {
-        let top: Vec<_> = top
-            .iter()
-            .map(
-                |p| serde_json::json!({"label": labels[p.index], "score": p.score, "prob": p.prob}),
-            )
-            .collect();
-        println!(
-            "{}",
-            serde_json::json!({"image": path.display().to_string(), "top": top})
-        );
+        // {"image":PATH,"top":[{"label":L,"score":S,"prob":P},...]}, as `run --json`.
+        let mut out = std::io::stdout().lock();
+        let line = out
+            .write_all(br#"{"image":"#)
+            .and_then(|()| json_str(&mut out, &path.display().to_string()))
+            .and_then(|()| out.write_all(br#","top":"#))
+            .and_then(|()| write_top_k(&mut out, top, labels))
+            .and_then(|()| out.write_all(b"}\n"));
+        if let Err(e) = line {
+            log::warn!("cannot write to stdout: {e}");
+        }
     } else {
         println!("{}", path.display());
         for (rank, p) in top.iter().enumerate() {
