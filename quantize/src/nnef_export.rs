@@ -132,6 +132,7 @@ fn write_typed_nnef(
 mod tests {
     use super::*;
     use tract_onnx::tract_core::internal::{EvalContext, EvalOp, StaticName};
+    use tract_onnx::tract_core::ops::element_wise::{ElementWiseMiniOp, ElementWiseOp};
     use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
     /// An operator no NNEF registry knows how to write.
@@ -173,21 +174,42 @@ mod tests {
         dir.join(name)
     }
 
+    /// Writes a one-op model as NNEF and reads it back.
+    fn round_trip(name: &str, model: TypedModel) -> TypedModel {
+        let out = scratch_file(name);
+        write_typed_nnef(model, Path::new("gelu.onnx"), &out).unwrap();
+        nnef()
+            .model_for_read(&mut std::fs::File::open(&out).unwrap())
+            .unwrap()
+    }
+
+    /// Whether `model` has an element-wise node of mini-op `T`.
+    fn has_element_wise<T: ElementWiseMiniOp>(model: &TypedModel) -> bool {
+        model.nodes().iter().any(|n| {
+            n.op_as::<ElementWiseOp>()
+                .is_some_and(|ew| ew.0.downcast_ref::<T>().is_some())
+        })
+    }
+
     /// tract-core turns ONNX's exact `Gelu` into `GeluExact`; the vendored tract-nnef
     /// writes it (`tract_core_gelu_exact`) and reads it back as the same op.
     #[test]
     fn exact_gelu_writes_to_nnef_and_reads_back() {
-        use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
         use tract_onnx::tract_core::ops::nn::{gelu_exact::gelu_exact, GeluExact};
-        let out = scratch_file("gelu.nnef.tar");
         let model = one_op_model("/visual/mlp/gelu", gelu_exact());
-        write_typed_nnef(model, Path::new("gelu.onnx"), &out).unwrap();
-        let read = nnef()
-            .model_for_read(&mut std::fs::File::open(&out).unwrap())
-            .unwrap();
-        assert!(read.nodes().iter().any(|n| n
-            .op_as::<ElementWiseOp>()
-            .is_some_and(|ew| ew.0.is::<GeluExact>())));
+        let read = round_trip("gelu.nnef.tar", model);
+        assert!(has_element_wise::<GeluExact>(&read));
+    }
+
+    /// GELU's tanh form (`Gelu` with `approximate="tanh"`) round-trips as well.
+    #[test]
+    fn tanh_gelu_writes_to_nnef_and_reads_back() {
+        use tract_onnx::tract_core::ops::nn::gelu_approximate::{
+            gelu_approximate, GeluApproximate,
+        };
+        let model = one_op_model("/visual/mlp/gelu", gelu_approximate(false));
+        let read = round_trip("gelu_tanh.nnef.tar", model);
+        assert!(has_element_wise::<GeluApproximate>(&read));
     }
 
     /// An operator the NNEF writer cannot write is named, with its ONNX node.
