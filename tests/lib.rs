@@ -110,3 +110,23 @@ pub fn make_bundle(model: &Path, labels: &Path, out: &Path, extra: &[&str]) {
     let out = run("clip-quantize", &args);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// Runs `clip-quantize labels --text-model TEXT_MODEL --labels LABELS_TXT --templates
+/// photo --out OUT` and asserts it succeeds.
+pub fn make_labels(text_model: &Path, labels_txt: &Path, out: &Path) {
+    let run_out = run(
+        "clip-quantize",
+        &[
+            "labels",
+            "--text-model",
+            text_model.to_str().expect("UTF-8 path"),
+            "--labels",
+            labels_txt.to_str().expect("UTF-8 path"),
+            "--templates",
+            "photo",
+            "--out",
+            out.to_str().expect("UTF-8 path"),
+        ],
+    );
+    assert!(run_out.status.success(), "{}", stderr(&run_out));
+}

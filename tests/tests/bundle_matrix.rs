@@ -5,7 +5,9 @@
 //! no exact-GELU model (OpenCLIP's) could be bundled, and no test bundled one.
 
 use clip_edge_core::Classifier;
-use clip_edge_e2e::{make_bundle, repo_root, run, scratch, shapes_dir, stderr, stdout};
+use clip_edge_e2e::{
+    make_bundle, make_labels, repo_root, run, scratch, shapes_dir, stderr, stdout,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -111,21 +113,11 @@ fn every_model_bundles_both_ways_and_matches_onnx_runtime() {
         let reference = ort_embeddings(&model_dir);
         assert_eq!(reference.len(), samples().len(), "{name}: stale reference");
         let labels = dir.join(format!("{name}-labels.safetensors"));
-        let out = run(
-            "clip-quantize",
-            &[
-                "labels",
-                "--text-model",
-                model_dir.join("text_encoder.onnx").to_str().unwrap(),
-                "--labels",
-                shapes_dir().join("labels.txt").to_str().unwrap(),
-                "--templates",
-                "photo",
-                "--out",
-                labels.to_str().unwrap(),
-            ],
+        make_labels(
+            &model_dir.join("text_encoder.onnx"),
+            &shapes_dir().join("labels.txt"),
+            &labels,
         );
-        assert!(out.status.success(), "{name}: {}", stderr(&out));
 
         let fp32 = model_dir.join("image_encoder.onnx");
         let worst = check_both_formats(&name, &fp32, &labels, &reference, 0.9999, &dir);
