@@ -130,3 +130,22 @@ pub fn make_labels(text_model: &Path, labels_txt: &Path, out: &Path) {
     );
     assert!(run_out.status.success(), "{}", stderr(&run_out));
 }
+
+/// Parses JSON lines (`classify --json`, `run --json`): one object per line, failing
+/// the test with the line that is not JSON.
+pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// The shapes model's sample images (`models/shapes/samples/*.png`), sorted by name.
+pub fn shapes_samples() -> Vec<PathBuf> {
+    let mut images: Vec<PathBuf> = std::fs::read_dir(shapes_dir().join("samples"))
+        .expect("models/shapes/samples")
+        .map(|e| e.expect("a directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    images.sort();
+    images
+}

@@ -9,10 +9,12 @@ use clip_edge_bundle::{
     MANIFEST_FILE, MODEL_FILE, MODEL_FILE_NNEF,
 };
 
+use crate::atomic_file::PendingFile;
 use crate::nnef_export::{write_nnef, NnefExportError};
 
 /// What can go wrong writing a bundle.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BundleWriteError {
     /// A file could not be written, or the parts disagree (see [`BundleError`]).
     #[error(transparent)]
@@ -71,24 +73,21 @@ pub fn write_bundle(dir: &Path, spec: &BundleSpec<'_>) -> Result<Manifest, Bundl
 
     // The model first, under a temporary name: if it cannot be written, a bundle
     // already in `dir` stays whole.
-    let model_tmp = dir.join(format!(".{model_file}.tmp"));
-    let written = match spec.format {
-        ModelFormat::Onnx => std::fs::copy(spec.model, &model_tmp)
+    let model = PendingFile::new(&model_dst);
+    match spec.format {
+        ModelFormat::Onnx => std::fs::copy(spec.model, model.path())
             .map(drop)
-            .map_err(io(spec.model)),
-        ModelFormat::Nnef => write_nnef(spec.model, spec.preprocess.crop_size as usize, &model_tmp)
-            .map_err(BundleWriteError::Model),
-    };
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&model_tmp);
-        return Err(e);
+            .map_err(io(spec.model))?,
+        ModelFormat::Nnef => {
+            write_nnef(spec.model, spec.preprocess.crop_size as usize, model.path())?
+        }
     }
     // From here on the old files are replaced: a stale manifest must not vouch for
     // half-replaced files.
     if manifest_dst.exists() {
         std::fs::remove_file(&manifest_dst).map_err(io(&manifest_dst))?;
     }
-    std::fs::rename(&model_tmp, &model_dst).map_err(io(&model_dst))?;
+    model.commit().map_err(io(&model_dst))?;
     // A bundle rewritten in the other format must not keep the old model file.
     for stale in [MODEL_FILE, MODEL_FILE_NNEF] {
         let path = dir.join(stale);
@@ -97,9 +96,9 @@ pub fn write_bundle(dir: &Path, spec: &BundleSpec<'_>) -> Result<Manifest, Bundl
         }
     }
 
-    let labels_tmp = dir.join(format!(".{LABELS_FILE}.tmp"));
-    spec.labels.save(&labels_tmp).map_err(BundleError::from)?;
-    std::fs::rename(&labels_tmp, &labels_dst).map_err(io(&labels_dst))?;
+    let labels = PendingFile::new(&labels_dst);
+    spec.labels.save(labels.path()).map_err(BundleError::from)?;
+    labels.commit().map_err(io(&labels_dst))?;
 
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
@@ -121,9 +120,9 @@ pub fn write_bundle(dir: &Path, spec: &BundleSpec<'_>) -> Result<Manifest, Bundl
             logit_scale: spec.logit_scale,
         },
     };
-    let manifest_tmp = dir.join(format!(".{MANIFEST_FILE}.tmp"));
-    std::fs::write(&manifest_tmp, manifest.to_toml()).map_err(io(&manifest_tmp))?;
-    std::fs::rename(&manifest_tmp, &manifest_dst).map_err(io(&manifest_dst))?;
+    let pending = PendingFile::new(&manifest_dst);
+    std::fs::write(pending.path(), manifest.to_toml()).map_err(io(pending.path()))?;
+    pending.commit().map_err(io(&manifest_dst))?;
     Ok(manifest)
 }
 

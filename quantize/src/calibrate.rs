@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use clip_edge_bundle::PreprocessConfig;
-use clip_edge_core::encoder::one_line;
 use clip_edge_core::image_io::load_rgb8;
 use clip_edge_core::preprocess::Preprocessor;
 use tract_onnx::pb::{ModelProto, ValueInfoProto};
@@ -39,6 +38,7 @@ pub enum CalibrationMethod {
 
 /// What can go wrong calibrating.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum CalibrationError {
     /// The folder cannot be listed.
     #[error("{path}: {source}")]
@@ -51,9 +51,15 @@ pub enum CalibrationError {
     /// No usable image.
     #[error("{0}: no readable images (looked for {exts})", exts = IMAGE_EXTENSIONS.join(", "))]
     NoImages(PathBuf),
+    /// The preprocessing configuration is invalid.
+    #[error(transparent)]
+    Preprocess(#[from] clip_edge_core::preprocess::PreprocessError),
+    /// The model has no graph to instrument.
+    #[error("the model has no graph")]
+    NoGraph,
     /// tract failed on the instrumented model.
-    #[error("running the fp32 model for calibration failed: {0}")]
-    Model(String),
+    #[error("running the fp32 model for calibration failed")]
+    Model(#[source] TractError),
 }
 
 /// Image files under `dir`, recursively, in sorted order.
@@ -93,7 +99,7 @@ pub fn load_inputs(
     images: &[PathBuf],
     config: &PreprocessConfig,
 ) -> Result<(Inputs, SkippedFiles), CalibrationError> {
-    let mut pre = Preprocessor::new(*config).map_err(|e| CalibrationError::Model(e.to_string()))?;
+    let mut pre = Preprocessor::new(*config)?;
     let mut ok = Vec::new();
     let mut skipped = Vec::new();
     for path in images {
@@ -254,12 +260,12 @@ pub fn collect_histograms(
     image_size: usize,
     mut progress: impl FnMut(usize),
 ) -> Result<HashMap<String, Histogram>, CalibrationError> {
-    let err = |e: TractError| CalibrationError::Model(one_line(&e));
+    let err = CalibrationError::Model;
     let mut instrumented = model.clone();
     let graph = instrumented
         .graph
         .as_mut()
-        .ok_or_else(|| CalibrationError::Model("model has no graph".into()))?;
+        .ok_or(CalibrationError::NoGraph)?;
     let input_name = graph
         .input
         .iter()

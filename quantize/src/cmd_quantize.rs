@@ -148,7 +148,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     // The written model must load in tract as the runtime will load it.
     let mut candidate = ImageEncoder::from_onnx_bytes(&bytes, out, size)
         .context("the int8 model does not load in tract (please report this)")?;
-    write_atomically(out, &bytes)?;
+    crate::write_atomically(out, |tmp| Ok(std::fs::write(tmp, &bytes)?))?;
 
     let eval = match reference.as_mut() {
         Some(reference) => {
@@ -462,11 +462,4 @@ pub fn eval_cmd(args: &EvalArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn write_atomically(out: &Path, bytes: &[u8]) -> Result<()> {
-    crate::write_atomically(out, |tmp| {
-        std::fs::write(tmp, bytes)?;
-        Ok(())
-    })
 }

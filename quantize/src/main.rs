@@ -308,7 +308,8 @@ fn bundle_cmd(
     )
     .map_err(|e| match e {
         BundleWriteError::Model(e @ NnefExportError::Unsupported { .. }) => anyhow::anyhow!(
-            "{e} (`--format onnx` bundles the ONNX model instead: the board then parses it at every start)"
+            "{} (`--format onnx` bundles the ONNX model instead: the board then parses it at every start)",
+            clip_edge_core::ErrorChain(&e)
         ),
         e => e.into(),
     })?;
@@ -353,13 +354,7 @@ fn bundle_cmd(
 fn detect_precision(model: &Path) -> Result<Precision> {
     let proto = tract_onnx::onnx()
         .proto_model_for_path(model)
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "{}: {}",
-                model.display(),
-                clip_edge_core::encoder::one_line(&e)
-            )
-        })?;
+        .with_context(|| format!("{}: cannot read the ONNX file", model.display()))?;
     let graph = proto.graph.unwrap_or_default();
     let integer = graph.node.iter().any(|n| {
         matches!(
@@ -380,15 +375,10 @@ fn detect_precision(model: &Path) -> Result<Precision> {
     })
 }
 
-/// Runs `write` on a temporary file beside `out`, then renames it into place, so a
-/// failure never leaves a truncated output.
+/// Writes `out` whole or not at all ([`clip_quantize::atomic_file`]).
 fn write_atomically(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let name = out
-        .file_name()
-        .with_context(|| format!("{}: not a file path", out.display()))?;
-    let tmp = out.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
-    write(&tmp).with_context(|| format!("cannot write {}", out.display()))?;
-    std::fs::rename(&tmp, out).with_context(|| format!("cannot write {}", out.display()))
+    clip_quantize::atomic_file::write_atomically(out, write)
+        .with_context(|| format!("cannot write {}", out.display()))
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal).

@@ -6,31 +6,34 @@
 use std::path::{Path, PathBuf};
 
 use clip_edge_core::encoder::onnx::onnx_with_input;
-use clip_edge_core::encoder::{nnef, one_line, EncoderError};
+use clip_edge_core::encoder::{nnef, EncoderError};
 use tract_onnx::prelude::*;
 
 /// What can go wrong writing the NNEF model.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum NnefExportError {
     /// The ONNX model could not be read, typed or decluttered.
     #[error(transparent)]
     Read(#[from] EncoderError),
     /// tract's NNEF writer has no serializer for an operator of the model. The
-    /// message names the operator and its ONNX node; the ONNX format still works.
-    #[error("{path}: tract's NNEF writer cannot write this model: {message}")]
+    /// source names the operator and its ONNX node; the ONNX format still works.
+    #[error("{path}: tract's NNEF writer cannot write this model")]
     Unsupported {
         /// The source model.
         path: PathBuf,
-        /// tract's error chain, one line, naming the operator and the node.
-        message: String,
+        /// tract's error, naming the operator and the node.
+        #[source]
+        source: TractError,
     },
     /// tract failed writing the NNEF tar.
-    #[error("{path}: cannot write the NNEF model: {message}")]
+    #[error("{path}: cannot write the NNEF model")]
     Write {
         /// The output file.
         path: PathBuf,
-        /// tract's error chain, one line.
-        message: String,
+        /// tract's error.
+        #[source]
+        source: TractError,
     },
     /// The output file could not be created or flushed.
     #[error("{path}: {source}")]
@@ -50,19 +53,16 @@ pub fn write_nnef(onnx: &Path, image_size: usize, out: &Path) -> Result<(), Nnef
         path: onnx.to_path_buf(),
         source,
     })?;
-    let load_err = |e: TractError| EncoderError::Load {
-        path: onnx.to_path_buf(),
-        message: one_line(&e),
-    };
+    let load_err = |e: TractError| EncoderError::load(onnx, e);
     let model = onnx_with_input(&bytes, onnx, image_size)?;
     drop(bytes);
-    let typed = model.into_typed().map_err(|e| EncoderError::Interface {
-        path: onnx.to_path_buf(),
-        problem: format!(
-            "does not accept a [1,3,{image_size},{image_size}] f32 input: {}",
-            one_line(&e)
-        ),
-    })?;
+    let typed = model
+        .into_typed()
+        .map_err(|source| EncoderError::InputShape {
+            path: onnx.to_path_buf(),
+            image_size,
+            source,
+        })?;
     // Weight-only int8 models: tract folds the small weights' int8 → f32 casts here
     // (stored as f32); the large ones stay int8 and are widened at load.
     let typed = typed.into_decluttered().map_err(load_err)?;
@@ -81,10 +81,10 @@ fn write_typed_nnef(
     source: &Path,
     out: &Path,
 ) -> Result<(), NnefExportError> {
-    // Short node names: tract's NNEF parser costs thousands of instructions per
-    // byte of graph.nnef, and the ONNX-derived names (`/vision_model/encoder/
-    // layers.11/mlp/fc2/MatMul/...`) made it 4x longer (quantize/README.md). The
-    // input keeps its name.
+    // Short node names: tract's NNEF parser's cost grows with the bytes of
+    // graph.nnef, and the ONNX-derived names (`/vision_model/encoder/
+    // layers.11/mlp/fc2/MatMul/...`) make it much longer (docs/perf.md#nnef-names).
+    // The input keeps its name.
     let onnx_names: Vec<String> = typed.nodes.iter().map(|n| n.name.clone()).collect();
     let sources: Vec<usize> = typed.inputs.iter().map(|o| o.node).collect();
     for id in 0..typed.nodes.len() {
@@ -109,11 +109,11 @@ fn write_typed_nnef(
             return Err(match tract_nnef::ser::to_proto_model(&nnef(), &typed) {
                 Err(e) => NnefExportError::Unsupported {
                     path: source.to_path_buf(),
-                    message: one_line(&e),
+                    source: e,
                 },
                 Ok(_) => NnefExportError::Write {
                     path: out.to_path_buf(),
-                    message: one_line(&write_err),
+                    source: write_err,
                 },
             });
         }
@@ -131,6 +131,7 @@ fn write_typed_nnef(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clip_edge_core::ErrorChain;
     use tract_onnx::tract_core::internal::{EvalContext, EvalOp, StaticName};
     use tract_onnx::tract_core::ops::element_wise::{ElementWiseMiniOp, ElementWiseOp};
     use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
@@ -218,7 +219,7 @@ mod tests {
         let out = scratch_file("unwritable.nnef.tar");
         let model = one_op_model("/visual/blocks.3/odd", Unwritable);
         let err = write_typed_nnef(model, Path::new("visual.onnx"), &out).unwrap_err();
-        let text = err.to_string();
+        let text = ErrorChain(&err).to_string();
         assert!(
             matches!(err, NnefExportError::Unsupported { .. }),
             "{err:?}"

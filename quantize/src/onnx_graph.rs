@@ -6,7 +6,7 @@
 //! hand out unique names.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use prost::Message;
 use tract_onnx::pb::{
@@ -17,28 +17,35 @@ use tract_onnx::pb::{
 
 /// What can go wrong reading or writing an ONNX file.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum OnnxError {
     /// The file could not be read or written.
     #[error("{path}: {source}")]
     Io {
         /// The file.
-        path: String,
+        path: PathBuf,
         /// The underlying error.
         source: std::io::Error,
     },
     /// The bytes are not an ONNX model.
-    #[error("{path}: not an ONNX model: {message}")]
+    #[error("{path}: not an ONNX model")]
     Decode {
         /// The file.
-        path: String,
-        /// The decoder's message.
-        message: String,
+        path: PathBuf,
+        /// The protobuf decoder's error.
+        source: prost::DecodeError,
+    },
+    /// The model has no graph.
+    #[error("{path}: an ONNX model without a graph")]
+    NoGraph {
+        /// The file.
+        path: PathBuf,
     },
     /// The model uses something this tool does not handle.
     #[error("{path}: {problem}")]
     Unsupported {
         /// The file.
-        path: String,
+        path: PathBuf,
         /// What is not supported.
         problem: String,
     },
@@ -47,16 +54,15 @@ pub enum OnnxError {
 /// Reads an ONNX model file.
 pub fn load_model(path: &Path) -> Result<ModelProto, OnnxError> {
     let bytes = std::fs::read(path).map_err(|source| OnnxError::Io {
-        path: path.display().to_string(),
+        path: path.to_path_buf(),
         source,
     })?;
-    let model = ModelProto::decode(bytes.as_slice()).map_err(|e| OnnxError::Decode {
-        path: path.display().to_string(),
-        message: e.to_string(),
+    let model = ModelProto::decode(bytes.as_slice()).map_err(|source| OnnxError::Decode {
+        path: path.to_path_buf(),
+        source,
     })?;
-    let graph = model.graph.as_ref().ok_or_else(|| OnnxError::Decode {
-        path: path.display().to_string(),
-        message: "no graph".into(),
+    let graph = model.graph.as_ref().ok_or_else(|| OnnxError::NoGraph {
+        path: path.to_path_buf(),
     })?;
     if graph
         .initializer
@@ -64,7 +70,7 @@ pub fn load_model(path: &Path) -> Result<ModelProto, OnnxError> {
         .any(|t| t.data_location == Some(1) || !t.external_data.is_empty())
     {
         return Err(OnnxError::Unsupported {
-            path: path.display().to_string(),
+            path: path.to_path_buf(),
             problem: "weights stored as external data; re-export as a single file (< 2 GB)".into(),
         });
     }
@@ -79,7 +85,7 @@ pub fn model_bytes(model: &ModelProto) -> Vec<u8> {
 /// Writes a model file.
 pub fn save_model(model: &ModelProto, path: &Path) -> Result<(), OnnxError> {
     std::fs::write(path, model_bytes(model)).map_err(|source| OnnxError::Io {
-        path: path.display().to_string(),
+        path: path.to_path_buf(),
         source,
     })
 }

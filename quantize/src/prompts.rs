@@ -13,6 +13,7 @@ pub const IMAGENET80_TEMPLATES: &str = include_str!("../../models/templates/imag
 
 /// A labels or templates file that cannot be used.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum PromptError {
     /// The file could not be read.
     #[error("{path}: {source}")]

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use clip_edge_core::encoder::one_line;
 use clip_edge_core::scoring::l2_normalize;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
@@ -14,28 +13,48 @@ use crate::tokenizer::{ClipTokenizer, CONTEXT_LENGTH, EOT, SOT};
 /// Number of prompts run through the text encoder at once.
 pub const BATCH: usize = 16;
 
-/// What can go wrong with the text encoder.
+/// What can go wrong with the text encoder. tract's own error, with its chain of
+/// causes, is the [`source`](std::error::Error::source) where there is one.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TextEncoderError {
     /// The file is missing or unreadable.
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", path.display())]
     Io {
         /// The model file.
         path: PathBuf,
         /// The underlying error.
         source: std::io::Error,
     },
-    /// tract could not load the model, or it lacks the text-encoder interface.
-    #[error("{path}: {problem}")]
-    Model {
+    /// tract could not parse, type or optimise the model.
+    #[error("{}: {what}", path.display())]
+    Load {
         /// The model file.
         path: PathBuf,
-        /// What went wrong.
+        /// The step that failed.
+        what: String,
+        /// tract's error.
+        #[source]
+        source: TractError,
+    },
+    /// The model loads but lacks the text-encoder interface.
+    #[error("{}: {problem}", path.display())]
+    Interface {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong with its inputs or outputs.
         problem: String,
     },
-    /// Running the model failed or gave unusable output.
+    /// Running the model failed.
+    #[error("running the text encoder failed")]
+    Run {
+        /// tract's error.
+        #[source]
+        source: TractError,
+    },
+    /// The text encoder was asked for, or gave, something unusable.
     #[error("text encoder: {0}")]
-    Run(String),
+    Output(String),
 }
 
 /// A CLIP text encoder: `input_ids` `[batch, 77]` → `text_embeds` `[batch, dim]`.
@@ -48,9 +67,16 @@ pub struct TextEncoder {
 impl TextEncoder {
     /// Loads the ONNX text encoder at `path` with a fixed batch of [`BATCH`].
     pub fn load(path: &Path) -> Result<Self, TextEncoderError> {
-        let model_err = |problem: String| TextEncoderError::Model {
+        let model_err = |problem: String| TextEncoderError::Interface {
             path: path.to_path_buf(),
             problem,
+        };
+        let load_err = |what: String| {
+            move |source: TractError| TextEncoderError::Load {
+                path: path.to_path_buf(),
+                what,
+                source,
+            }
         };
         let bytes = std::fs::read(path).map_err(|source| TextEncoderError::Io {
             path: path.to_path_buf(),
@@ -58,7 +84,7 @@ impl TextEncoder {
         })?;
         let mut model = tract_onnx::onnx()
             .model_for_read(&mut bytes.as_slice())
-            .map_err(|e| model_err(format!("cannot load ONNX model: {}", one_line(&e))))?;
+            .map_err(load_err("cannot load the ONNX model".into()))?;
         if model.inputs.len() != 1 || model.outputs.len() != 1 {
             return Err(model_err(format!(
                 "expected one input (token ids) and one output (embedding), found {} and {}",
@@ -85,14 +111,13 @@ impl TextEncoder {
                 0,
                 InferenceFact::dt_shape(input_type, [BATCH, CONTEXT_LENGTH]),
             )
-            .map_err(|e| model_err(one_line(&e)))?;
-        let typed = model.into_optimized().map_err(|e| {
-            model_err(format!(
-                "does not accept [{BATCH}, {CONTEXT_LENGTH}] token ids: {}",
-                one_line(&e)
-            ))
-        })?;
-        let output = typed.output_fact(0).map_err(|e| model_err(one_line(&e)))?;
+            .map_err(load_err("cannot set the input".into()))?;
+        let typed = model.into_optimized().map_err(load_err(format!(
+            "does not accept [{BATCH}, {CONTEXT_LENGTH}] token ids"
+        )))?;
+        let output = typed
+            .output_fact(0)
+            .map_err(load_err("cannot type the output".into()))?;
         let dim = match output.shape.as_concrete() {
             Some([b, dim]) if *b == BATCH && output.datum_type == f32::datum_type() => *dim,
             other => {
@@ -103,7 +128,9 @@ impl TextEncoder {
                 )))
             }
         };
-        let plan = typed.into_runnable().map_err(|e| model_err(one_line(&e)))?;
+        let plan = typed
+            .into_runnable()
+            .map_err(load_err("cannot plan the model".into()))?;
         Ok(TextEncoder {
             plan,
             input_type,
@@ -121,9 +148,9 @@ impl TextEncoder {
         &self,
         rows: &[[i64; CONTEXT_LENGTH]],
     ) -> Result<Vec<Vec<f32>>, TextEncoderError> {
-        let run = |e: TractError| TextEncoderError::Run(one_line(&e));
+        let run = |source: TractError| TextEncoderError::Run { source };
         if rows.is_empty() || rows.len() > BATCH {
-            return Err(TextEncoderError::Run(format!(
+            return Err(TextEncoderError::Output(format!(
                 "batch of {} prompts, expected 1..={BATCH}",
                 rows.len()
             )));
@@ -182,7 +209,7 @@ pub fn embed_labels(
             chunk.iter().map(|(_, p)| tokenizer.tokenize(p)).collect();
         for ((label, prompt), mut emb) in chunk.iter().zip(encoder.encode_batch(&rows)?) {
             if !l2_normalize(&mut emb) {
-                return Err(TextEncoderError::Run(format!(
+                return Err(TextEncoderError::Output(format!(
                     "embedding of prompt {prompt:?} is zero or not finite"
                 )));
             }
@@ -193,7 +220,7 @@ pub fn embed_labels(
     }
     for (label, sum) in labels.iter().zip(sums.iter_mut()) {
         if !l2_normalize(sum) {
-            return Err(TextEncoderError::Run(format!(
+            return Err(TextEncoderError::Output(format!(
                 "templates of label {label:?} average to a zero embedding"
             )));
         }

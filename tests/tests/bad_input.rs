@@ -1,7 +1,7 @@
 //! Bad input gives a one-line error naming the file and the problem, exit code 1,
 //! and never a panic.
 
-use clip_edge_e2e::{assert_clean_failure, run, scratch, shapes_dir, stdout};
+use clip_edge_e2e::{assert_clean_failure, run, scratch, shapes_dir, shapes_samples, stdout};
 use std::path::{Path, PathBuf};
 
 fn copy_bundle(name: &str) -> PathBuf {
@@ -14,12 +14,7 @@ fn copy_bundle(name: &str) -> PathBuf {
 }
 
 fn sample() -> String {
-    let mut files: Vec<_> = std::fs::read_dir(shapes_dir().join("samples"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files[0].display().to_string()
+    shapes_samples()[0].display().to_string()
 }
 
 fn classify(bundle: &Path, image: &str) -> std::process::Output {

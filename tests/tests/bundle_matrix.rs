@@ -6,20 +6,14 @@
 
 use clip_edge_core::Classifier;
 use clip_edge_e2e::{
-    make_bundle, make_labels, repo_root, run, scratch, shapes_dir, stderr, stdout,
+    json_lines, make_bundle, make_labels, repo_root, run, scratch, shapes_dir, shapes_samples,
+    stderr, stdout,
 };
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// The sample images, in the order of the rows of `ort_image_embeds.npy`.
 fn samples() -> Vec<PathBuf> {
-    let mut images: Vec<PathBuf> = std::fs::read_dir(shapes_dir().join("samples"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "png"))
-        .collect();
-    images.sort();
-    images
+    shapes_samples()
 }
 
 /// ONNX Runtime's embeddings of the samples by `dir/image_encoder.onnx`, one row each.
@@ -48,12 +42,9 @@ fn top_labels(bundle: &Path, images: &[PathBuf]) -> Vec<String> {
     args.extend(images.iter().map(|p| p.to_str().unwrap()));
     let out = run("clip-edge", &args);
     assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out)
-        .lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).expect("one JSON object per line");
-            v["top"][0]["label"].as_str().unwrap().to_string()
-        })
+    json_lines(&stdout(&out))
+        .iter()
+        .map(|v| v["top"][0]["label"].as_str().unwrap().to_string())
         .collect()
 }
 

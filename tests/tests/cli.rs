@@ -1,6 +1,6 @@
 //! The smaller subcommands: tokenize, preprocess, embed, and --help.
 
-use clip_edge_e2e::{run, scratch, shapes_dir, stderr, stdout};
+use clip_edge_e2e::{run, scratch, shapes_dir, shapes_samples, stderr, stdout};
 use serde_json::Value;
 
 #[test]
@@ -36,12 +36,7 @@ fn tokenize_plain_prints_one_line_per_text() {
 fn preprocess_writes_the_model_input_as_npy() {
     let dir = scratch("preprocess");
     let npy = dir.join("x.npy");
-    let img = std::fs::read_dir(shapes_dir().join("samples"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let img = shapes_samples().remove(0);
     let out = run(
         "clip-edge",
         &[
@@ -73,12 +68,7 @@ fn embed_writes_a_raw_embedding_of_the_bundle_dim() {
     let dir = scratch("embed");
     let npy = dir.join("e.npy");
     let bundle = shapes_dir().join("bundle");
-    let img = std::fs::read_dir(shapes_dir().join("samples"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let img = shapes_samples().remove(0);
     let out = run(
         "clip-edge",
         &[
@@ -104,12 +94,7 @@ fn embed_writes_a_raw_embedding_of_the_bundle_dim() {
 #[test]
 fn classify_json_lines_have_the_documented_keys() {
     let bundle = shapes_dir().join("bundle");
-    let img = std::fs::read_dir(shapes_dir().join("samples"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let img = shapes_samples().remove(0);
     let out = run(
         "clip-edge",
         &[

@@ -7,17 +7,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clip_edge_e2e::{
-    assert_clean_failure, bin, repo_root, run, scratch, shapes_dir, stderr, stdout,
+    assert_clean_failure, bin, json_lines, repo_root, run, scratch, shapes_dir, shapes_samples,
+    stderr, stdout,
 };
 use serde_json::Value;
 
 const INT8_BUNDLE: &str = "models/shapes/bundle-int8";
-
-fn json_lines(text: &str) -> Vec<Value> {
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
 
 fn of_type<'a>(lines: &'a [Value], kind: &str) -> Vec<&'a Value> {
     lines.iter().filter(|v| v["type"] == kind).collect()
@@ -149,11 +144,7 @@ fn a_corrupt_file_in_the_directory_is_skipped_and_counted() {
 fn mjpeg_on_stdin_is_classified_frame_by_frame() {
     // Three JPEGs of sample images, back to back, as rpicam-vid --codec mjpeg writes them.
     let mut stream = Vec::new();
-    let mut samples: Vec<_> = std::fs::read_dir(shapes_dir().join("samples"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    samples.sort();
+    let samples = shapes_samples();
     for path in samples.iter().take(3) {
         let img = image::open(path).unwrap().to_rgb8();
         image::codecs::jpeg::JpegEncoder::new_with_quality(&mut stream, 95)

@@ -1,7 +1,9 @@
 //! The bundled shapes model end to end: demo, zero-shot accuracy on the held-out
 //! eval set, and the committed bundle being what the tools make from the exports.
 
-use clip_edge_e2e::{make_bundle, make_labels, run, scratch, shapes_dir, stderr, stdout};
+use clip_edge_e2e::{
+    json_lines, make_bundle, make_labels, run, scratch, shapes_dir, stderr, stdout,
+};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -60,10 +62,7 @@ fn eval_top1(bundle_name: &str) -> f64 {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = run("clip-edge", &args);
     assert!(out.status.success(), "{}", stderr(&out));
-    let lines: Vec<Value> = stdout(&out)
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
-        .collect();
+    let lines = json_lines(&stdout(&out));
     assert_eq!(lines.len(), images.len());
     let mut correct = 0;
     for ((label, path), line) in images.iter().zip(&lines) {

@@ -146,10 +146,8 @@ impl Emitter<'_> {
     /// int8 of `v` (already within [-127, 127]), rounded half to even.
     ///
     /// Rounds by adding and removing 1.5·2^23 (exact for |v| < 2^22), then casts the
-    /// whole-number f32 to i8, which is exact in any runtime. tract's `Round` and
-    /// `QuantizeLinear` cost 3-4× as much (`clip-edge bench --profile`, ViT-B/32-sized
-    /// encoder, x86). tract 0.23.9's f32 → int casts were scalar on x86;
-    /// `third_party/tract-data` vectorises them.
+    /// whole-number f32 to i8, which is exact in any runtime and cheaper in tract than
+    /// its `Round` or `QuantizeLinear` (docs/perf.md#round-to-int8).
     fn round_to_int8(&mut self, v: &str) -> String {
         let magic = self.constant_f32("round_magic", &[], &[ROUND_MAGIC]);
         let neg_magic = self.constant_f32("round_magic_neg", &[], &[-ROUND_MAGIC]);

@@ -120,6 +120,7 @@ pub struct QuantizeSummary {
 
 /// Why a model cannot be quantized.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum QuantizeError {
     /// The model has no graph.
     #[error("the model has no graph")]

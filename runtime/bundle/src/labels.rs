@@ -7,7 +7,7 @@
 //! `clip-quantize labels` writes it; the runtime reads it once at start-up.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
@@ -21,28 +21,29 @@ const NORM_TOLERANCE: f32 = 1e-3;
 
 /// What can go wrong reading or writing a label table.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LabelsError {
     /// The file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", path.display())]
     Io {
         /// The file.
-        path: String,
+        path: PathBuf,
         /// The underlying error.
         source: std::io::Error,
     },
     /// The data is not a valid safetensors file.
     #[error("{}not a valid safetensors file: {source}", path_prefix(.path))]
     Format {
-        /// The file.
-        path: String,
+        /// The file, when the table came from one.
+        path: Option<PathBuf>,
         /// The parser's complaint.
         source: safetensors::SafeTensorError,
     },
     /// The data is not a label table this runtime understands.
     #[error("{}{problem}", path_prefix(.path))]
     Invalid {
-        /// The file.
-        path: String,
+        /// The file, when the table came from one.
+        path: Option<PathBuf>,
         /// What is wrong.
         problem: String,
     },
@@ -71,7 +72,7 @@ impl LabelTable {
     ) -> Result<Self, LabelsError> {
         Self::build(labels, templates, text_model_sha256, rows).map_err(|problem| {
             LabelsError::Invalid {
-                path: String::new(),
+                path: None,
                 problem,
             }
         })
@@ -123,16 +124,16 @@ impl LabelTable {
     /// Reads and validates a `labels.safetensors` file.
     pub fn load(path: &Path) -> Result<Self, LabelsError> {
         let bytes = std::fs::read(path).map_err(|source| LabelsError::Io {
-            path: path.display().to_string(),
+            path: path.to_path_buf(),
             source,
         })?;
         Self::from_bytes(&bytes).map_err(|err| match err {
             LabelsError::Format { source, .. } => LabelsError::Format {
-                path: path.display().to_string(),
+                path: Some(path.to_path_buf()),
                 source,
             },
             LabelsError::Invalid { problem, .. } => LabelsError::Invalid {
-                path: path.display().to_string(),
+                path: Some(path.to_path_buf()),
                 problem,
             },
             other => other,
@@ -142,18 +143,13 @@ impl LabelTable {
     /// Parses a label table from the bytes of a safetensors file.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, LabelsError> {
         let invalid = |problem: String| LabelsError::Invalid {
-            path: String::new(),
+            path: None,
             problem,
         };
-        let (_, metadata) =
-            SafeTensors::read_metadata(bytes).map_err(|source| LabelsError::Format {
-                path: String::new(),
-                source,
-            })?;
-        let tensors = SafeTensors::deserialize(bytes).map_err(|source| LabelsError::Format {
-            path: String::new(),
-            source,
-        })?;
+        let (_, metadata) = SafeTensors::read_metadata(bytes)
+            .map_err(|source| LabelsError::Format { path: None, source })?;
+        let tensors = SafeTensors::deserialize(bytes)
+            .map_err(|source| LabelsError::Format { path: None, source })?;
         let meta = metadata.metadata().clone().unwrap_or_default();
         match meta.get("format").map(String::as_str) {
             Some(FORMAT_TAG) => {}
@@ -225,12 +221,8 @@ impl LabelTable {
             .iter()
             .flat_map(|x| x.to_le_bytes())
             .collect();
-        let view = TensorView::new(Dtype::F32, vec![self.labels.len(), self.dim], &data).map_err(
-            |source| LabelsError::Format {
-                path: String::new(),
-                source,
-            },
-        )?;
+        let view = TensorView::new(Dtype::F32, vec![self.labels.len(), self.dim], &data)
+            .map_err(|source| LabelsError::Format { path: None, source })?;
         let mut meta = HashMap::new();
         meta.insert("format".to_string(), FORMAT_TAG.to_string());
         meta.insert("labels".to_string(), to_json(&self.labels));
@@ -239,13 +231,8 @@ impl LabelTable {
             "text_model_sha256".to_string(),
             self.text_model_sha256.clone(),
         );
-        let mut bytes =
-            safetensors::serialize([(EMBEDDINGS_TENSOR, view)], Some(meta)).map_err(|source| {
-                LabelsError::Format {
-                    path: String::new(),
-                    source,
-                }
-            })?;
+        let mut bytes = safetensors::serialize([(EMBEDDINGS_TENSOR, view)], Some(meta))
+            .map_err(|source| LabelsError::Format { path: None, source })?;
         sort_header_keys(&mut bytes);
         Ok(bytes)
     }
@@ -254,7 +241,7 @@ impl LabelTable {
     pub fn save(&self, path: &Path) -> Result<(), LabelsError> {
         let bytes = self.to_bytes()?;
         std::fs::write(path, bytes).map_err(|source| LabelsError::Io {
-            path: path.display().to_string(),
+            path: path.to_path_buf(),
             source,
         })
     }
@@ -324,11 +311,10 @@ fn sort_header_keys(bytes: &mut [u8]) {
     }
 }
 
-fn path_prefix(path: &str) -> String {
-    if path.is_empty() {
-        String::new()
-    } else {
-        format!("{path}: ")
+fn path_prefix(path: &Option<PathBuf>) -> String {
+    match path {
+        Some(path) => format!("{}: ", path.display()),
+        None => String::new(),
     }
 }
 

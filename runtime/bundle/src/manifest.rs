@@ -37,6 +37,7 @@ pub const FORMAT_VERSION: u32 = 1;
 
 /// What can go wrong loading a bundle.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BundleError {
     /// A file of the bundle could not be read.
     #[error("{path}: {source}")]
@@ -85,6 +86,7 @@ pub enum BundleError {
 
 /// Coarse category of a [`BundleError`], for callers that branch on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BundleErrorKind {
     /// A file is missing or unreadable.
     Io,
@@ -349,8 +351,8 @@ fn read_chunks(path: &Path, mut each: impl FnMut(&[u8])) -> Result<(), std::io::
 }
 
 /// Whether this CPU hashes SHA-256 in hardware (ARMv8 SHA-2, x86 SHA-NI). Without
-/// them software SHA-256 costs ~30 instructions per byte, ~2.7 G for an 88 MB model
-/// (over a second on a Pi 4); BLAKE3 costs ~4.4 with NEON (measured under QEMU).
+/// them software SHA-256 is several times slower than BLAKE3 with NEON
+/// (docs/perf.md#hash), so the model's BLAKE3 hash is checked instead.
 fn sha2_instructions() -> bool {
     #[cfg(target_arch = "aarch64")]
     {

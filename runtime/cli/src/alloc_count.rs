@@ -20,8 +20,8 @@ use std::alloc::System as Inner;
 /// dlmalloc behind a spin lock, for the static musl build.
 ///
 /// `dlmalloc::GlobalDlmalloc` locks a pthread mutex around every call, and musl's
-/// mutex cost more than dlmalloc itself (under QEMU, 390 M of the 2.3 G instructions
-/// of loading a ViT-B/32-sized bundle). The allocator's critical sections are short
+/// mutex cost more than dlmalloc itself (docs/perf.md#musl-heap). The allocator's
+/// critical sections are short
 /// and tract's worker threads seldom allocate at the same time, so a spin lock is
 /// enough.
 #[cfg(target_env = "musl")]

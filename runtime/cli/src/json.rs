@@ -34,10 +34,10 @@ pub fn json_f32(out: &mut impl Write, v: f32) -> std::io::Result<()> {
     serde_json::to_writer(out, &v).map_err(std::io::Error::other)
 }
 
-/// Writes `e` through `Display` as a JSON string (escaped as it is formatted).
-pub fn json_display(out: &mut impl Write, e: &dyn std::error::Error) -> std::io::Result<()> {
+/// Writes `value` through `Display` as a JSON string (escaped as it is formatted).
+pub fn json_display(out: &mut impl Write, value: &dyn std::fmt::Display) -> std::io::Result<()> {
     use serde::Serializer as _;
     serde_json::Serializer::new(out)
-        .collect_str(e)
+        .collect_str(value)
         .map_err(std::io::Error::other)
 }

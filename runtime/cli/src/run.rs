@@ -19,6 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clip_edge_core::classifier::{Classifier, ClassifyError};
 use clip_edge_core::scoring::TopK;
+use clip_edge_core::ErrorChain;
 
 use crate::json::{json_display, json_f32, json_str, write_top_k};
 use clip_edge_core::tracker::{Change, Tracker};
@@ -144,6 +145,7 @@ impl FrameClassifier for Classifier {
 
 /// Why the loop ended with an error.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RunError {
     /// The source cannot work (bad spec, missing directory, unsupported format).
     #[error(transparent)]
@@ -234,7 +236,7 @@ pub fn run(
                 SourceErrorKind::BadFrame => {
                     summary.frames_read += 1;
                     summary.skipped += 1;
-                    log::warn!("skipping frame {index}: {err}");
+                    log::warn!("skipping frame {index}: {}", ErrorChain(&err));
                     let ev = Event::Skipped {
                         t: now_t(),
                         frame: index,
@@ -246,7 +248,6 @@ pub fn run(
                     }
                     continue;
                 }
-                SourceErrorKind::Config => break Err(err.into()),
                 SourceErrorKind::Disconnected => {
                     log::warn!(
                         "{}: {err}; retrying in {:.1} s",
@@ -271,6 +272,8 @@ pub fn run(
                     }
                     continue;
                 }
+                // Config, and any kind a later version adds: stop.
+                _ => break Err(err.into()),
             },
         }
         let this = index;
@@ -297,7 +300,11 @@ pub fn run(
             Ok(top) => top,
             Err(err) => {
                 summary.skipped += 1;
-                log::warn!("skipping frame {this} ({}): {err}", frame.name);
+                log::warn!(
+                    "skipping frame {this} ({}): {}",
+                    frame.name,
+                    ErrorChain(&err)
+                );
                 let ev = Event::Skipped {
                     t: now_t(),
                     frame: this,
@@ -444,7 +451,7 @@ impl<W: Write> EventSink for JsonLines<W> {
                     o,
                     r#"{{"type":"skipped","t":{t:.3},"frame":{frame},"error":"#
                 )?;
-                json_display(o, error)?;
+                json_display(o, &ErrorChain(error))?;
                 writeln!(o, "}}")?;
             }
         }
@@ -482,7 +489,9 @@ impl EventSink for LogLines {
                 log::info!("seen: {label} ({:.1}%) at frame {frame}", prob * 100.0)
             }
             Event::Lost { frame, label, .. } => log::info!("lost: {label} at frame {frame}"),
-            Event::Skipped { frame, error, .. } => log::warn!("skipped frame {frame}: {error}"),
+            Event::Skipped { frame, error, .. } => {
+                log::warn!("skipped frame {frame}: {}", ErrorChain(error))
+            }
         }
         Ok(())
     }

@@ -14,6 +14,7 @@ use crate::scoring::{Scorer, TopK};
 
 /// What can go wrong building or running a classifier.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClassifyError {
     /// The bundle is missing, corrupt or inconsistent.
     #[error(transparent)]

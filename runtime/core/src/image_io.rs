@@ -29,6 +29,7 @@ use thiserror::Error;
 
 /// Errors from [`load_rgb8`]; each names the file.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum ImageLoadError {
     /// The file does not exist.
     #[error("image file not found: {}", path.display())]
@@ -81,14 +82,19 @@ pub fn load_rgb8(path: &Path) -> Result<RgbImage, ImageLoadError> {
         return Err(ImageLoadError::NotAnImage { path: owned() });
     }
     let img = reader.decode().map_err(|e| decode_error(path, e))?;
-    to_rgb8_pil(img).map_err(|message| ImageLoadError::Unsupported {
+    to_rgb8_pil(img).map_err(|e| ImageLoadError::Unsupported {
         path: owned(),
-        message,
+        message: e.to_string(),
     })
 }
 
+/// A decoded image in a pixel layout [`to_rgb8_pil`] has no rule for.
+#[derive(Debug, Error)]
+#[error("unsupported pixel layout {0:?}")]
+pub struct UnsupportedPixelLayout(pub image::ColorType);
+
 /// Converts a decoded image to RGB8 with the PIL rules of [`load_rgb8`].
-pub fn to_rgb8_pil(img: DynamicImage) -> Result<RgbImage, String> {
+pub fn to_rgb8_pil(img: DynamicImage) -> Result<RgbImage, UnsupportedPixelLayout> {
     let (w, h) = (img.width(), img.height());
     let hi = |v: u16| (v >> 8) as u8;
     let f = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
@@ -127,9 +133,10 @@ pub fn to_rgb8_pil(img: DynamicImage) -> Result<RgbImage, String> {
             .chunks_exact(4)
             .flat_map(|p| [f(p[0]), f(p[1]), f(p[2])])
             .collect(),
-        other => return Err(format!("unsupported pixel layout {:?}", other.color())),
+        other => return Err(UnsupportedPixelLayout(other.color())),
     };
-    RgbImage::from_raw(w, h, rgb).ok_or_else(|| "pixel buffer size mismatch".to_string())
+    // Every rule above gives 3 bytes per pixel, so the buffer always fits.
+    RgbImage::from_raw(w, h, rgb).ok_or(UnsupportedPixelLayout(image::ColorType::Rgb8))
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> ImageLoadError {

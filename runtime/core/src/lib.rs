@@ -14,6 +14,7 @@
 //! | --- | --- |
 //! | [`image_io`] | decoding image files to RGB8 the way PIL's `convert("RGB")` does |
 //! | [`preprocess`] | CLIP preprocessing, bit-exact with Pillow's bicubic resample; cached tables, no per-frame allocation |
+//! | [`error_chain`] | an error with its causes on one line, for logs and JSON events |
 //! | [`encoder`] | the image encoder as one fixed-shape tract plan and state; kernel names; per-node runs |
 //! | [`process`] | the start of every clip-edge program: backtraces, `SIGPIPE` |
 //! | [`scoring`] | cosine, softmax, top-k (`heapless`), no allocation |
@@ -22,6 +23,7 @@
 
 pub mod classifier;
 pub mod encoder;
+pub mod error_chain;
 pub mod image_io;
 pub mod preprocess;
 pub mod process;
@@ -30,4 +32,5 @@ pub mod tracker;
 
 pub use classifier::{Classifier, ClassifyError};
 pub use encoder::{EncoderError, ImageEncoder};
+pub use error_chain::ErrorChain;
 pub use scoring::{Prediction, TopK};

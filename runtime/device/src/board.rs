@@ -42,6 +42,7 @@ pub const BOARDS_DIR_ENV: &str = "CLIP_EDGE_BOARDS_DIR";
 
 /// What can go wrong finding or reading a board profile.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BoardError {
     /// The profile file could not be read.
     #[error("{path}: {source}")]
@@ -79,6 +80,7 @@ pub enum BoardError {
 
 /// Coarse category of a [`BoardError`], for callers that branch on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BoardErrorKind {
     /// A file could not be read.
     Io,

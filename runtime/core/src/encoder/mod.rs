@@ -27,11 +27,13 @@ mod threads;
 use passes::{matmul_kernels, widen_int8_weights};
 pub use threads::{available_threads, set_threads};
 
-/// What can go wrong loading or running the image encoder.
+/// What can go wrong loading or running the image encoder. tract's own error, with
+/// its chain of causes, is the [`source`](std::error::Error::source) where there is one.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EncoderError {
     /// The file is missing or unreadable.
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", path.display())]
     Io {
         /// The model file.
         path: PathBuf,
@@ -39,21 +41,33 @@ pub enum EncoderError {
         source: std::io::Error,
     },
     /// tract could not parse (ONNX or NNEF), type or optimise the model.
-    #[error("{path}: cannot load the model: {message}")]
+    #[error("{}: cannot load the model", path.display())]
     Load {
         /// The model file.
         path: PathBuf,
-        /// tract's error chain, one line.
-        message: String,
+        /// tract's error.
+        #[source]
+        source: TractError,
     },
     /// The model is an ONNX file and this build reads NNEF only.
-    #[error("{path}: an ONNX model, and this build of clip-edge reads NNEF bundles only (built without the `onnx` feature); make the bundle with `clip-quantize bundle` without `--format onnx`")]
+    #[error("{}: an ONNX model, and this build of clip-edge reads NNEF bundles only (built without the `onnx` feature); make the bundle with `clip-quantize bundle` without `--format onnx`", path.display())]
     OnnxNotBuilt {
         /// The model file.
         path: PathBuf,
     },
+    /// The model does not take a `[1, 3, size, size]` f32 input.
+    #[error("{}: does not accept a [1,3,{image_size},{image_size}] f32 input", path.display())]
+    InputShape {
+        /// The model file.
+        path: PathBuf,
+        /// The side of the square input the bundle asks for.
+        image_size: usize,
+        /// tract's error.
+        #[source]
+        source: TractError,
+    },
     /// The model loads but does not have the image-encoder interface.
-    #[error("{path}: {problem}")]
+    #[error("{}: {problem}", path.display())]
     Interface {
         /// The model file.
         path: PathBuf,
@@ -61,8 +75,20 @@ pub enum EncoderError {
         problem: String,
     },
     /// Running the plan failed.
-    #[error("running the image encoder failed: {0}")]
-    Run(String),
+    #[error("running the image encoder failed")]
+    Run {
+        /// tract's error.
+        #[source]
+        source: TractError,
+    },
+    /// The plan returned an embedding of another length than it was loaded with.
+    #[error("the image encoder returned {actual} values, expected {expected}")]
+    OutputSize {
+        /// The embedding dimension found at load.
+        expected: usize,
+        /// Number returned.
+        actual: usize,
+    },
     /// The caller passed an input of the wrong length.
     #[error("input has {actual} values, the encoder expects {expected}")]
     InputSize {
@@ -71,6 +97,30 @@ pub enum EncoderError {
         /// Number given.
         actual: usize,
     },
+    /// tract's matmul thread pool could not start.
+    #[error("cannot start {threads} matmul threads")]
+    Threads {
+        /// The number of threads asked for.
+        threads: usize,
+        /// rayon's error.
+        #[source]
+        source: rayon::ThreadPoolBuildError,
+    },
+}
+
+impl EncoderError {
+    /// A [`EncoderError::Load`] for `path`.
+    pub fn load(path: &Path, source: TractError) -> Self {
+        EncoderError::Load {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    /// A [`EncoderError::Run`].
+    pub fn run(source: TractError) -> Self {
+        EncoderError::Run { source }
+    }
 }
 
 /// A loaded, optimised image encoder with its run state.
@@ -133,16 +183,12 @@ impl ImageEncoder {
         let start = std::time::Instant::now();
         let model = nnef()
             .model_for_read(&mut std::io::BufReader::new(file))
-            .map_err(|e| EncoderError::Load {
-                path: path.to_path_buf(),
-                message: one_line(&e),
-            })?;
+            .map_err(|e| EncoderError::load(path, e))?;
         log::debug!("NNEF read and parsed in {:.0?}", start.elapsed());
         let expected = [1, 3, image_size, image_size];
-        let input = model.input_fact(0).map_err(|e| EncoderError::Load {
-            path: path.to_path_buf(),
-            message: one_line(&e),
-        })?;
+        let input = model
+            .input_fact(0)
+            .map_err(|e| EncoderError::load(path, e))?;
         if model.inputs.len() != 1
             || input.datum_type != f32::datum_type()
             || input.shape.as_concrete() != Some(&expected[..])
@@ -162,19 +208,14 @@ impl ImageEncoder {
     ///
     /// An NNEF model was decluttered before it was written, but tract's NNEF reader
     /// builds some operators in another form (a matmul's transposes as separate
-    /// axis ops, for one), so it is decluttered again: skipping that saves ~0.55 G
-    /// instructions of loading (ViT-B/32-sized int8, QEMU cortex-a76) but costs 4 M
-    /// instructions per frame there, 31 M on the cortex-a72, and 2,300 more heap
-    /// allocations per frame.
+    /// axis ops, for one), so it is decluttered again: skipping that would make loading
+    /// cheaper but every frame dearer (docs/perf.md#nnef-declutter).
     pub(crate) fn from_typed(
         typed: TypedModel,
         path: &Path,
         image_size: usize,
     ) -> Result<Self, EncoderError> {
-        let load_err = |e: TractError| EncoderError::Load {
-            path: path.to_path_buf(),
-            message: one_line(&e),
-        };
+        let load_err = |e: TractError| EncoderError::load(path, e);
         let interface = |problem: String| EncoderError::Interface {
             path: path.to_path_buf(),
             problem,
@@ -186,12 +227,13 @@ impl ImageEncoder {
             log::info!("{widened} int8 weight tensors widened to f32 (weight-only int8 model)");
         }
         let start = std::time::Instant::now();
-        let typed = typed.into_optimized().map_err(|e| {
-            interface(format!(
-                "does not accept a [1,3,{image_size},{image_size}] f32 input: {}",
-                one_line(&e)
-            ))
-        })?;
+        let typed = typed
+            .into_optimized()
+            .map_err(|source| EncoderError::InputShape {
+                path: path.to_path_buf(),
+                image_size,
+                source,
+            })?;
         if typed.outputs.len() != 1 {
             return Err(interface(format!(
                 "expected one output (the embedding), found {}",
@@ -269,24 +311,18 @@ impl ImageEncoder {
                 actual: input.len(),
             });
         }
-        let tensor = Tensor::from_shape(&self.input_shape, input)
-            .map_err(|e| EncoderError::Run(one_line(&e)))?;
+        let tensor = Tensor::from_shape(&self.input_shape, input).map_err(EncoderError::run)?;
         let outputs = self
             .state
             .run(tvec!(tensor.into_tvalue()))
-            .map_err(|e| EncoderError::Run(one_line(&e)))?;
-        let view = outputs[0]
-            .try_as_plain_ram()
-            .map_err(|e| EncoderError::Run(one_line(&e)))?;
-        let out = view
-            .as_slice::<f32>()
-            .map_err(|e| EncoderError::Run(one_line(&e)))?;
+            .map_err(EncoderError::run)?;
+        let view = outputs[0].try_as_plain_ram().map_err(EncoderError::run)?;
+        let out = view.as_slice::<f32>().map_err(EncoderError::run)?;
         if out.len() != self.dim {
-            return Err(EncoderError::Run(format!(
-                "output has {} values, expected {}",
-                out.len(),
-                self.dim
-            )));
+            return Err(EncoderError::OutputSize {
+                expected: self.dim,
+                actual: out.len(),
+            });
         }
         self.embedding.copy_from_slice(out);
         Ok(&self.embedding)
@@ -321,7 +357,7 @@ impl ImageEncoder {
         input: &[f32],
         mut after_node: impl FnMut(&NodeRun),
     ) -> Result<(), EncoderError> {
-        let run = |e: TractError| EncoderError::Run(one_line(&e));
+        let run = EncoderError::run;
         let tensor = Tensor::from_shape(&self.input_shape, input).map_err(run)?;
         self.state
             .run_plan_with_eval(tvec!(tensor.into_tvalue()), |ctx, state, node, inputs| {
@@ -355,11 +391,6 @@ pub struct NodeRun<'a> {
     pub operator: String,
     /// How long the node took.
     pub elapsed: std::time::Duration,
-}
-
-/// tract's error chain as one line (`a: b: c`).
-pub fn one_line(e: &TractError) -> String {
-    format!("{e:#}").replace('\n', " ")
 }
 
 #[cfg(test)]

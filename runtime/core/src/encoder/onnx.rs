@@ -6,7 +6,7 @@ use std::path::Path;
 
 use tract_onnx::prelude::*;
 
-use super::{one_line, EncoderError, ImageEncoder};
+use super::{EncoderError, ImageEncoder};
 
 /// Parses an ONNX image encoder and fixes its input to `[1, 3, size, size]` f32.
 pub fn onnx_with_input(
@@ -14,10 +14,7 @@ pub fn onnx_with_input(
     path: &Path,
     image_size: usize,
 ) -> Result<InferenceModel, EncoderError> {
-    let load_err = |e: TractError| EncoderError::Load {
-        path: path.to_path_buf(),
-        message: one_line(&e),
-    };
+    let load_err = |e: TractError| EncoderError::load(path, e);
     let mut model = tract_onnx::onnx()
         .model_for_read(&mut &bytes[..])
         .map_err(load_err)?;
@@ -47,12 +44,10 @@ impl ImageEncoder {
     ) -> Result<Self, EncoderError> {
         let typed = onnx_with_input(bytes, path, image_size)?
             .into_typed()
-            .map_err(|e| EncoderError::Interface {
+            .map_err(|source| EncoderError::InputShape {
                 path: path.to_path_buf(),
-                problem: format!(
-                    "does not accept a [1,3,{image_size},{image_size}] f32 input: {}",
-                    one_line(&e)
-                ),
+                image_size,
+                source,
             })?;
         Self::from_typed(typed, path, image_size)
     }

@@ -8,8 +8,8 @@ use tract_nnef::prelude::*;
 /// A weight-only int8 model (`clip-quantize quantize --mode weights`) stores
 /// `Cast<f32>(Wq) · scale`. tract's constant folding leaves out folds that grow the
 /// data beyond a budget (an i8 → f32 cast of a 768×3072 weight does), so without this
-/// the widening would run at every frame (ViT-B/32-sized: 90 ms per frame instead of
-/// 53 on the host). Done here, once, at load; tract then folds the scale.
+/// the widening would run at every frame (docs/perf.md#widen-int8). Done here, once,
+/// at load; tract then folds the scale.
 pub(crate) fn widen_int8_weights(model: &mut TypedModel) -> TractResult<usize> {
     use tract_nnef::tract_core::ops::konst::Const;
     let casts = int8_weight_casts(model);

@@ -17,7 +17,7 @@ pub fn set_threads(threads: usize) -> Result<(), EncoderError> {
         .thread_name(|i| format!("clip-edge-mm-{i}"))
         .num_threads(threads)
         .build()
-        .map_err(|e| EncoderError::Run(format!("cannot start {threads} matmul threads: {e}")))?;
+        .map_err(|source| EncoderError::Threads { threads, source })?;
     set_default_executor(Executor::MultiThread(std::sync::Arc::new(pool)));
     // A ViT's matmuls have few panels (50 tokens): tract's default gate of 64
     // panels would keep them all on one thread.

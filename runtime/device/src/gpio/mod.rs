@@ -34,6 +34,7 @@ pub use linux::{
 /// What can go wrong with GPIO: a bad `--on`/pin argument, a device that cannot be
 /// opened, or a pin that fails to read or write.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum GpioError {
     /// A pin or action argument does not parse.
     #[error("{spec:?}: {problem}")]
@@ -90,6 +91,7 @@ fn line_text(line: &Option<u32>) -> String {
 
 /// Coarse category of a [`GpioError`], for callers that branch on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum GpioErrorKind {
     /// The arguments or the profile are wrong: fix the command line.
     Config,

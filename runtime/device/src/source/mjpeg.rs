@@ -30,21 +30,30 @@ const INITIAL_BUFFER: usize = 1 << 20;
 /// A JPEG larger than this without an EOI is dropped as corrupt.
 const MAX_JPEG: usize = 64 << 20;
 
+/// Why a JPEG could not be decoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JpegError {
+    /// The decoder refused the data.
+    #[error(transparent)]
+    Decode(#[from] zune_jpeg::errors::DecodeErrors),
+    /// The headers decoded but carry no image size.
+    #[error("no image size in the JPEG headers")]
+    NoSize,
+}
+
 /// Decodes one JPEG into `frame` as RGB8 (resizing it, reusing its allocation).
-/// The error is the decoder's message.
-pub fn decode_jpeg_into(jpeg: &[u8], frame: &mut Frame) -> Result<(), String> {
+pub fn decode_jpeg_into(jpeg: &[u8], frame: &mut Frame) -> Result<(), JpegError> {
     let options = DecoderOptions::default()
         .set_strict_mode(false)
         .set_max_width(MAX_SIDE as usize)
         .set_max_height(MAX_SIDE as usize)
         .jpeg_set_out_colorspace(ColorSpace::RGB);
     let mut decoder = JpegDecoder::new_with_options(ZCursor::new(jpeg), options);
-    decoder.decode_headers().map_err(|e| e.to_string())?;
-    let (w, h) = decoder
-        .dimensions()
-        .ok_or_else(|| "no image size in the JPEG headers".to_string())?;
+    decoder.decode_headers()?;
+    let (w, h) = decoder.dimensions().ok_or(JpegError::NoSize)?;
     let out = frame.reshape(w as u32, h as u32);
-    decoder.decode_into(out).map_err(|e| e.to_string())
+    Ok(decoder.decode_into(out)?)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,7 +255,7 @@ impl<R: Read> FrameSource for MjpegStream<R> {
                     frame.set_name_indexed(&self.label, index);
                     return match decode_jpeg_into(&self.buf[start..end], frame) {
                         Ok(()) => Ok(true),
-                        Err(message) => Err(self.bad(index, message)),
+                        Err(e) => Err(self.bad(index, e.to_string())),
                     };
                 }
                 Event::Broken { resume, message } => {

@@ -31,7 +31,7 @@ pub mod yuv;
 use std::io::Read;
 
 pub use dir::DirSource;
-pub use mjpeg::{decode_jpeg_into, MjpegStream};
+pub use mjpeg::{decode_jpeg_into, JpegError, MjpegStream};
 pub use spec::{PixelFormat, RawFormat, SourceSpec, MAX_SIDE};
 pub use stream::RawStream;
 pub use synthetic::Synthetic;
@@ -105,6 +105,7 @@ pub trait FrameSource {
 
 /// What the caller should do about a [`SourceError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SourceErrorKind {
     /// This frame is bad (corrupt JPEG, wrong size, unreadable file): count it, skip
     /// it, go on.
@@ -120,6 +121,7 @@ pub enum SourceErrorKind {
 /// What can go wrong opening a source or reading a frame; every message names the
 /// file, device or stream.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum SourceError {
     /// The `--source` text is not a valid spec.
     #[error("invalid source {spec:?}: {message}")]

@@ -277,7 +277,7 @@ impl FrameSource for V4l2Source {
                     yuyv_to_rgb(&view, stride, w as usize, h as usize, out)
                         .map_err(|e| e.to_string())
                 }
-                PixelFormat::Mjpeg => decode_jpeg_into(&view, frame),
+                PixelFormat::Mjpeg => decode_jpeg_into(&view, frame).map_err(|e| e.to_string()),
             })
         });
         let index = self.index;
