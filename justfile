@@ -44,6 +44,11 @@ shapes-bundle: build
 # JetPack 6), 32-bit Pi OS. Linkers and QEMU runners: .cargo/config.toml.
 arm_targets := "aarch64-unknown-linux-musl aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf"
 
+# The board builds read NNEF bundles only: no ONNX parser (runtime/README.md, Features).
+# BOARD_FEATURES=clip-edge/onnx builds boards that also read `--format onnx` bundles.
+board_features := env_var_or_default("BOARD_FEATURES", "")
+board_feature_args := "--no-default-features" + if board_features == "" { "" } else { " --features " + board_features }
+
 # Cross-build clip-edge for the ARM boards, or only TARGETS (needs `just setup`); prints binary sizes.
 cross *TARGETS:
     #!/usr/bin/env bash
@@ -51,7 +56,7 @@ cross *TARGETS:
     targets="{{ if TARGETS == "" { arm_targets } else { TARGETS } }}"
     for t in $targets; do
         s=$SECONDS
-        cargo build --release -p clip-edge --bin clip-edge --target $t
+        cargo build --release -p clip-edge --bin clip-edge {{board_feature_args}} --target $t
         echo "cross: $t built in $((SECONDS - s)) s"
     done
     for t in $targets; do
@@ -63,6 +68,25 @@ cross *TARGETS:
             'BEGIN { printf "%-30s %5.1f MB, %5.1f MB stripped, %s\n", t, s / 1e6, x / 1e6, k }'
     done
 
+# The binary to put on a board, for the ARM boards or only TARGETS: profile `board` (LTO, panic=abort, stripped; docs/perf.md#binary-size).
+board *TARGETS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    targets="{{ if TARGETS == "" { arm_targets } else { TARGETS } }}"
+    for t in $targets; do
+        s=$SECONDS
+        cargo build --profile board -p clip-edge --bin clip-edge {{board_feature_args}} --target $t
+        b=${CARGO_TARGET_DIR:-target}/$t/board/clip-edge
+        echo "board: $t built in $((SECONDS - s)) s: $b, $(stat -c %s $b | awk '{ printf "%.1f MB", $1 / 1e6 }')"
+    done
+
+# What each crate costs in TARGET's `just cross` binary (boards/crate_sizes.py; docs/perf.md#binary-size).
+crate-sizes TARGET="aarch64-unknown-linux-musl":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    case {{TARGET}} in armv7*) nm=arm-linux-gnueabihf-nm ;; aarch64*) nm=aarch64-linux-gnu-nm ;; *) nm=nm ;; esac
+    boards/crate_sizes.py ${CARGO_TARGET_DIR:-target}/{{TARGET}}/release/clip-edge --nm $nm
+
 # Each vendored crate is its crates.io release plus its patch series, and Cargo.lock uses it (third_party/README.md).
 check-patches:
     third_party/patches.sh check
@@ -73,15 +97,18 @@ check-patches:
 
 # Tests of the patched vendored tract crates (third_party/README.md).
 test-vendored:
-    cd third_party/tract-data && CARGO_TARGET_DIR=../../target/third_party cargo test --release --lib f32_to_int
-    cd third_party/tract-data && CARGO_TARGET_DIR=../../target/third_party cargo test --release --lib --target aarch64-unknown-linux-musl f32_to_int
-    cd third_party/tract-linalg && CARGO_TARGET_DIR=../../target/third_party cargo test --release --lib i8k4
-    cd third_party/tract-linalg && CARGO_TARGET_DIR=../../target/third_party cargo test --release --lib x86_64
-    cd third_party/tract-linalg && CARGO_TARGET_DIR=../../target/third_party \
-        CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER="qemu-aarch64 -cpu cortex-a76" \
-        cargo test --release --lib --target aarch64-unknown-linux-musl -- i8k4 i32_8x8
-    cd third_party/tract-linalg && CARGO_TARGET_DIR=../../target/third_party \
-        cargo test --release --lib --target armv7-unknown-linux-gnueabihf -- i32_8x4
+    #!/usr/bin/env bash
+    set -euo pipefail
+    export CARGO_TARGET_DIR=$PWD/target/third_party
+    s=$SECONDS
+    (cd third_party/tract-data && cargo test --release --lib f32_to_int)
+    (cd third_party/tract-data && cargo test --release --lib --target aarch64-unknown-linux-musl f32_to_int)
+    (cd third_party/tract-linalg && cargo test --release --lib i8k4)
+    (cd third_party/tract-linalg && cargo test --release --lib x86_64)
+    (cd third_party/tract-linalg && CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER="qemu-aarch64 -cpu cortex-a76" \
+        cargo test --release --lib --target aarch64-unknown-linux-musl -- i8k4 i32_8x8)
+    (cd third_party/tract-linalg && cargo test --release --lib --target armv7-unknown-linux-gnueabihf -- i32_8x4)
+    echo "test-vendored: $((SECONDS - s)) s"
 
 # ARM builds under QEMU: the board crates' tests per target, classify vs the host, each board profile at its CPU (kernel family, `run` vs the host), the vendored tract patches' tests.
 test-qemu BUNDLE="" *IMAGES: build cross test-vendored
@@ -91,14 +118,15 @@ test-qemu BUNDLE="" *IMAGES: build cross test-vendored
     board_crates="-p clip-edge -p clip-edge-core -p clip-edge-device -p clip-edge-bundle"
     for t in {{arm_targets}}; do
         s=$SECONDS
-        cargo test --release $board_crates --target $t
+        cargo test --release $board_crates {{board_feature_args}} --target $t
         echo "test-qemu: $t tests in $((SECONDS - s)) s"
     done
     if [[ -n "{{BUNDLE}}" ]]; then
         tests/qemu/e2e.sh {{BUNDLE}} {{IMAGES}}
     else
         tests/qemu/e2e.sh models/shapes/bundle
-        EXPECT_INT8=1 tests/qemu/e2e.sh models/shapes/bundle-int8
+        # int8: more images, as a few may flip a rounding (boards/README.md#int8-on-arm-vs-the-host).
+        EXPECT_INT8=1 tests/qemu/e2e.sh models/shapes/bundle-int8 models/shapes/samples/*.png models/shapes/eval/*/000.png
         tests/qemu/boards.sh
     fi
 
@@ -106,10 +134,10 @@ test-qemu BUNDLE="" *IMAGES: build cross test-vendored
 qemu-insn CPU BUNDLE IMAGE N="1" K="4":
     tests/qemu/insn.sh {{CPU}} {{BUNDLE}} {{IMAGE}} {{N}} {{K}}
 
-# Install clip-edge as a systemd service on HOST (ssh, sudo) for BOARD: builds its target, runs boards/deploy.sh.
+# Install clip-edge as a systemd service on HOST (ssh, sudo) for BOARD: builds its target's board binary (`just board`), runs boards/deploy.sh.
 deploy HOST BOARD="pi4" BUNDLE="models/shapes/bundle-int8":
     #!/usr/bin/env bash
     set -euo pipefail
     target=$(boards/deploy.sh --target {{BOARD}})
-    just cross $target
-    boards/deploy.sh {{HOST}} {{BOARD}} {{BUNDLE}}
+    just board $target
+    CLIP_EDGE_BIN=${CARGO_TARGET_DIR:-target}/$target/board/clip-edge boards/deploy.sh {{HOST}} {{BOARD}} {{BUNDLE}}
