@@ -149,3 +149,24 @@ pub fn shapes_samples() -> Vec<PathBuf> {
     images.sort();
     images
 }
+
+/// The rows of a 2-D f32 `.npy` file (ONNX Runtime's reference embeddings, written
+/// by `models/fixtures/ort_reference.py`).
+pub fn npy_rows(path: &Path) -> Vec<Vec<f32>> {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let npy = npyz::NpyFile::new(&bytes[..]).expect("an .npy file");
+    let shape = npy.shape().to_vec();
+    let values: Vec<f32> = npy.into_vec().expect("f32 values");
+    assert_eq!(shape.len(), 2, "{}: shape {shape:?}", path.display());
+    values
+        .chunks(shape[1] as usize)
+        .map(<[f32]>::to_vec)
+        .collect()
+}
+
+/// The cosine of two vectors, in f64.
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
+}

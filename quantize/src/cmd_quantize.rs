@@ -16,6 +16,7 @@ use clip_quantize::prune_tokens::{
 use clip_quantize::quant::{
     find_candidates, name_nodes, quantize, ActivationMode, QuantizeOptions, QuantizeSummary,
 };
+use clip_quantize::tower::{self, Tower, TowerInputs};
 use tract_onnx::pb::ModelProto;
 
 use crate::{progress_bar, EvalArgs, ModeArg, QuantizeArgs};
@@ -27,7 +28,24 @@ const SEARCH_IMAGES: usize = 16;
 pub fn run(args: &QuantizeArgs) -> Result<()> {
     let config = PreprocessConfig::default();
     let size = config.crop_size as usize;
-    let mut fp32 = load_model(&args.model)?;
+    let selected = tower::select(
+        load_model(&args.model)?,
+        &args.model,
+        Tower::Image,
+        args.image_output.as_deref(),
+    )?;
+    for change in &selected.changes {
+        log::info!("{}: image tower: {change}", args.model.display());
+    }
+    let mut fp32 = selected.model;
+    if let TowerInputs::Image { pixels } = &selected.inputs {
+        if tower::fix_image_size(&mut fp32, pixels, size) {
+            log::info!(
+                "{}: input {pixels:?} fixed to [batch, 3, {size}, {size}]",
+                args.model.display()
+            );
+        }
+    }
     name_nodes(&mut fp32);
     let (candidates, skipped) = find_candidates(&fp32)?;
     if args.list {
@@ -419,8 +437,10 @@ pub fn eval_cmd(args: &EvalArgs) -> Result<()> {
     let config = PreprocessConfig::default();
     let size = config.crop_size as usize;
     let labels = args.labels.as_deref().map(LabelTable::load).transpose()?;
-    let mut reference = ImageEncoder::load(&args.fp32, size)?;
-    let mut candidate = ImageEncoder::load(&args.int8, size)?;
+    let fp32 = tower::prepare(&args.fp32, Tower::Image, None)?;
+    let int8 = tower::prepare(&args.int8, Tower::Image, None)?;
+    let mut reference = ImageEncoder::load(fp32.path(), size)?;
+    let mut candidate = ImageEncoder::load(int8.path(), size)?;
     if let Some(t) = &labels {
         if t.dim() != reference.dim() || t.dim() != candidate.dim() {
             bail!(

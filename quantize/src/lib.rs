@@ -7,6 +7,8 @@
 //! | --- | --- |
 //! | [`tokenizer`] | OpenAI's CLIP tokenizer, id-for-id |
 //! | [`prompts`] | labels files and prompt templates |
+//! | [`tower`] | one tower (image or text) out of an ONNX file as hubs publish it |
+//! | [`dynamic_quantize`] | onnxruntime's `DynamicQuantizeLinear` in core operators, for NNEF |
 //! | [`text_encoder`] | the text encoder with tract, and the label-embedding recipe |
 //! | [`onnx_graph`] | reading, editing and writing ONNX protobuf graphs |
 //! | [`prune_tokens`] | the last layer computed for the pooled (CLS) token only |
@@ -23,6 +25,7 @@
 pub mod atomic_file;
 pub mod bundle_writer;
 pub mod calibrate;
+pub mod dynamic_quantize;
 pub mod eval;
 pub mod nnef_export;
 pub mod onnx_graph;
@@ -31,3 +34,4 @@ pub mod prune_tokens;
 pub mod quant;
 pub mod text_encoder;
 pub mod tokenizer;
+pub mod tower;

@@ -14,6 +14,7 @@ use clip_quantize::nnef_export::NnefExportError;
 use clip_quantize::prompts::{load_templates, read_labels};
 use clip_quantize::text_encoder::{embed_labels, TextEncoder};
 use clip_quantize::tokenizer::ClipTokenizer;
+use clip_quantize::tower::{self, Tower};
 use indicatif::{ProgressBar, ProgressStyle};
 use tract_onnx::prelude::Framework;
 
@@ -53,9 +54,15 @@ enum Command {
     },
     /// Embed labels through prompt templates with the text encoder; write labels.safetensors.
     Labels {
-        /// The fp32 ONNX text encoder (input_ids [batch,77] -> text_embeds [batch,dim]).
+        /// The ONNX text encoder: our export's text_encoder.onnx, a hub's
+        /// text_model.onnx (input_ids and attention_mask; fp32 or fp16), or a combined
+        /// model.onnx, whose text tower is used.
         #[arg(long)]
         text_model: PathBuf,
+        /// The output holding the text embedding, when the file has several and none
+        /// is named text_embeds, text_features or text_embeddings.
+        #[arg(long, value_name = "NAME")]
+        text_output: Option<String>,
         /// Labels file: one label per line, no blank lines, no duplicates.
         #[arg(long)]
         labels: PathBuf,
@@ -74,9 +81,16 @@ enum Command {
     Eval(EvalArgs),
     /// Pack an image encoder and a label table into a bundle directory.
     Bundle {
-        /// The image encoder ONNX (pixel_values [batch,3,224,224] -> image_embeds [batch,dim]).
+        /// The ONNX image encoder (pixel_values [batch,3,224,224] -> image_embeds
+        /// [batch,dim]): our export, a hub's vision_model.onnx (fp32 or fp16; outputs
+        /// other than the embedding are dropped), a combined model.onnx, whose image
+        /// tower is used, or an int8 file from `clip-quantize quantize`.
         #[arg(long)]
         image_model: PathBuf,
+        /// The output holding the image embedding, when the file has several and none
+        /// is named image_embeds, image_features or image_embeddings.
+        #[arg(long, value_name = "NAME")]
+        image_output: Option<String>,
         /// The label table written by `clip-quantize labels`.
         #[arg(long)]
         labels: PathBuf,
@@ -105,9 +119,14 @@ enum FormatArg {
 /// Arguments of `clip-quantize quantize`.
 #[derive(clap::Args)]
 struct QuantizeArgs {
-    /// The fp32 ONNX image encoder.
+    /// The fp32 ONNX image encoder, or a hub export holding one (see `bundle
+    /// --image-model`).
     #[arg(long)]
     model: PathBuf,
+    /// The output holding the image embedding, when the file has several and none is
+    /// named image_embeds, image_features or image_embeddings.
+    #[arg(long, value_name = "NAME")]
+    image_output: Option<String>,
     /// Output int8 ONNX file.
     #[arg(long, required_unless_present = "list")]
     out: Option<PathBuf>,
@@ -186,20 +205,29 @@ fn main() -> ExitCode {
         Command::Tokenize { json, texts } => tokenize(json, &texts),
         Command::Labels {
             text_model,
+            text_output,
             labels,
             templates,
             out,
-        } => labels_cmd(&text_model, &labels, &templates, &out),
+        } => labels_cmd(
+            &text_model,
+            text_output.as_deref(),
+            &labels,
+            &templates,
+            &out,
+        ),
         Command::Quantize(args) => cmd_quantize::run(&args),
         Command::Eval(args) => cmd_quantize::eval_cmd(&args),
         Command::Bundle {
             image_model,
+            image_output,
             labels,
             out,
             logit_scale,
             format,
         } => bundle_cmd(
             &image_model,
+            image_output.as_deref(),
             &labels,
             &out,
             logit_scale,
@@ -235,11 +263,17 @@ fn tokenize(json: bool, texts: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn labels_cmd(text_model: &Path, labels_path: &Path, templates: &str, out: &Path) -> Result<()> {
+fn labels_cmd(
+    text_model: &Path,
+    text_output: Option<&str>,
+    labels_path: &Path,
+    templates: &str,
+    out: &Path,
+) -> Result<()> {
     let labels = read_labels(labels_path)?;
     let templates = load_templates(templates)?;
     let tokenizer = ClipTokenizer::new().context("cannot build the CLIP tokenizer")?;
-    let encoder = TextEncoder::load(text_model)?;
+    let encoder = TextEncoder::load(text_model, text_output)?;
     let text_sha =
         sha256_file(text_model).with_context(|| format!("cannot read {}", text_model.display()))?;
     let total = labels.len() * templates.len();
@@ -272,6 +306,7 @@ fn labels_cmd(text_model: &Path, labels_path: &Path, templates: &str, out: &Path
 
 fn bundle_cmd(
     image_model: &Path,
+    image_output: Option<&str>,
     labels_path: &Path,
     out: &Path,
     logit_scale: f32,
@@ -283,7 +318,12 @@ fn bundle_cmd(
     let preprocess = PreprocessConfig::default();
     let labels = LabelTable::load(labels_path)?;
     let size = preprocess.crop_size as usize;
-    let mut encoder = ImageEncoder::load(image_model, size)?;
+    // A hub export is cut down to its image tower first (a temporary file); the
+    // bundle carries that.
+    let tower = tower::prepare(image_model, Tower::Image, image_output)?;
+    let model = tower.path();
+    let mut encoder = ImageEncoder::load(model, size)
+        .with_context(|| format!("cannot load the image tower of {}", image_model.display()))?;
     if encoder.dim() != labels.dim() {
         bail!(
             "{} outputs embeddings of dimension {}, but {} holds dimension {} (different CLIP models?)",
@@ -293,11 +333,11 @@ fn bundle_cmd(
             labels.dim()
         );
     }
-    let precision = detect_precision(image_model)?;
+    let precision = detect_precision(model)?;
     let manifest = write_bundle(
         out,
         &BundleSpec {
-            model: image_model,
+            model,
             format,
             precision,
             embedding_dim: encoder.dim(),
@@ -312,6 +352,11 @@ fn bundle_cmd(
             clip_edge_core::ErrorChain(&e)
         ),
         e => e.into(),
+    })
+    .map_err(|e| match tower.adapted() {
+        // The error names the temporary copy: say what it is.
+        true => e.context(format!("the image tower of {}", image_model.display())),
+        false => e,
     })?;
     // The board loads the bundle's copy: it must give the same embedding.
     let mut packed = ImageEncoder::load(&out.join(&manifest.model.file), size)?;

@@ -6,8 +6,8 @@
 
 use clip_edge_core::Classifier;
 use clip_edge_e2e::{
-    json_lines, make_bundle, make_labels, repo_root, run, scratch, shapes_dir, shapes_samples,
-    stderr, stdout,
+    cosine, json_lines, make_bundle, make_labels, npy_rows, repo_root, run, scratch, shapes_dir,
+    shapes_samples, stderr, stdout,
 };
 use std::path::{Path, PathBuf};
 
@@ -18,22 +18,7 @@ fn samples() -> Vec<PathBuf> {
 
 /// ONNX Runtime's embeddings of the samples by `dir/image_encoder.onnx`, one row each.
 fn ort_embeddings(dir: &Path) -> Vec<Vec<f32>> {
-    let path = dir.join("ort_image_embeds.npy");
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
-    let shape = npy.shape().to_vec();
-    let values: Vec<f32> = npy.into_vec().unwrap();
-    assert_eq!(shape.len(), 2, "{}: shape {shape:?}", path.display());
-    values
-        .chunks(shape[1] as usize)
-        .map(<[f32]>::to_vec)
-        .collect()
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (norm(a) * norm(b))
+    npy_rows(&dir.join("ort_image_embeds.npy"))
 }
 
 /// The top label of each sample, through `clip-edge classify --json`.
