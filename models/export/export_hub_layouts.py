@@ -177,13 +177,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    import onnxruntime
-    import optimum
-    import transformers
+    from importlib.metadata import version
 
-    versions = {"torch": torch.__version__, "transformers": transformers.__version__,
-                "optimum": getattr(optimum, "__version__", "?"), "onnx": onnx.__version__,
-                "onnxruntime": onnxruntime.__version__}
+    versions = {p: version(p) for p in ["torch", "transformers", "optimum", "optimum-onnx",
+                                        "onnx", "onnxruntime", "onnxslim"]}
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = pathlib.Path(tmp) / "hf"
         make_model(args.seed, model_dir)
