@@ -127,6 +127,14 @@ test-qemu BUNDLE="" *IMAGES: build cross test-vendored
         tests/qemu/e2e.sh models/shapes/bundle
         # int8: more images, as a few may flip a rounding (boards/README.md#int8-on-arm-vs-the-host).
         EXPECT_INT8=1 tests/qemu/e2e.sh models/shapes/bundle-int8 models/shapes/samples/*.png models/shapes/eval/*/000.png
+        # A hub's onnxruntime int8 (uint8 activations with run-time zero points), as bundled.
+        hub=target/qemu-e2e/hub-int8
+        mkdir -p $hub
+        target/release/clip-quantize labels --text-model models/fixtures/hub-split/text_model.onnx \
+            --labels models/shapes/labels.txt --out $hub/labels.safetensors
+        target/release/clip-quantize bundle --image-model models/fixtures/hub-split/vision_model_quantized.onnx \
+            --labels $hub/labels.safetensors --out $hub/bundle
+        EXPECT_INT8=1 tests/qemu/e2e.sh $hub/bundle models/shapes/samples/*.png
         tests/qemu/boards.sh
     fi
 
