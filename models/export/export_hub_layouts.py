@@ -10,13 +10,20 @@ script makes the same files from the tiny random model of models/fixtures/hf-tin
   optimum's `export_models` with per-tower ONNX configs):
   `vision_model.onnx` (pixel_values -> image_embeds, last_hidden_state) and
   `text_model.onnx` (input_ids, attention_mask -> text_embeds, last_hidden_state),
-  dynamic batch, spatial and sequence axes. transformers.js's current
+  dynamic batch, spatial and sequence axes. transformers.js's
   `scripts/extra/clip.py` keeps only the embedding output; the configs here add
   `last_hidden_state` back, as optimum's own CLIP text config and earlier hub files
   do, so the files also carry an output the board does not need.
 - one combined `model.onnx`: optimum's `main_export(task="zero-shot-image-classification")`
   (input_ids, pixel_values, attention_mask -> logits_per_image, logits_per_text,
   text_embeds, image_embeds).
+- opset 14: `convert.py` passes no opset, so optimum's default for CLIP applies, and
+  transformers.js pins optimum 1.26.1 (`scripts/requirements.txt`), whose CLIP/ViT
+  configs default to 14 (optimum-onnx 0.1.0 would give 18). Opset 14 has no
+  LayerNormalization: layer norms come out as ReduceMean/Sub/Pow/Sqrt/Div.
+- onnxslim: `convert.py` slims every exported file (`onnxslim.slim`, then
+  `check_and_save_model`: full checker, `onnx.save(convert_attribute=True)`) before
+  the fp16 and int8 variants are made from it.
 - `*_fp16.onnx`: transformers.js `scripts/quantize.py` mode fp16: its own
   `float16.py` (copied here as transformers_js_float16.py; onnxconverter-common's
   converter with fixes, which makes a text model ONNX Runtime refuses)
@@ -25,12 +32,17 @@ script makes the same files from the tiny random model of models/fixtures/hf-tin
 - `*_quantized.onnx`: transformers.js `scripts/quantize.py` mode q8: onnxruntime's
   `ONNXQuantizer` in IntegerOps (dynamic) mode, all integer-op types (MatMul, Conv,
   Gather, ...), activations uint8, weights uint8 when the graph has a Conv (onnxruntime-web
-  has no int8-weight ConvInteger) else int8, per_channel and reduce_range off (the
-  script's defaults), extra options EnableSubgraph and MatMulConstBOnly.
+  has no int8-weight ConvInteger) else int8, per_channel and reduce_range on
+  (`convert.py` sets both for every model type outside
+  NO_PER_CHANNEL_REDUCE_RANGE_MODELS, which does not list clip), extra options
+  EnableSubgraph and MatMulConstBOnly.
 
-Sources read for these settings: github.com/huggingface/transformers.js at
-5ed4c5c0's parent of the commit that removed `scripts/` (scripts/convert.py,
-scripts/quantize.py, scripts/extra/clip.py).
+Sources read for these settings: github.com/huggingface/transformers.js at the
+parent of 4e1b4b65, the commit that removed `scripts/` (scripts/convert.py,
+scripts/quantize.py, scripts/extra/clip.py, scripts/utils.py, scripts/requirements.txt).
+Not reproduced: the pinned package versions (transformers 4.52.4, optimum 1.26.1,
+onnxruntime 1.22.0, onnx 1.18.0, onnxslim 0.1.52); the versions used are recorded in
+each layout.json.
 
 Set-up (optimum-onnx pins transformers < 4.58, so keep it in its own venv):
 
@@ -57,6 +69,21 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from export_clip import hf_config_dict  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+# optimum 1.26.1's default for CLIP, which transformers.js pins.
+OPSET = 14
+
+
+def check_and_save_model(model: "onnx.ModelProto", path: pathlib.Path) -> None:
+    """transformers.js scripts/utils.py check_and_save_model (models < 2 GB)."""
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, path, convert_attribute=True)
+
+
+def slim(path: pathlib.Path) -> None:
+    """transformers.js scripts/convert.py: onnxslim.slim, then check_and_save_model."""
+    import onnxslim
+
+    check_and_save_model(onnxslim.slim(str(path)), path)
 
 
 def make_model(seed: int, out: pathlib.Path) -> None:
@@ -105,6 +132,7 @@ def export_split(model_dir: pathlib.Path, out: pathlib.Path) -> None:
             "vision_model": (vision, VisionWithProjection(vision.config)),
         },
         output_dir=out,
+        opset=OPSET,
     )
 
 
@@ -112,7 +140,7 @@ def export_combined(model_dir: pathlib.Path, out: pathlib.Path) -> None:
     from optimum.exporters.onnx import main_export
 
     main_export(str(model_dir), output=out, task="zero-shot-image-classification",
-                do_validation=True)
+                opset=OPSET, do_validation=True)
 
 
 def to_fp16(src: pathlib.Path, dst: pathlib.Path) -> None:
@@ -121,7 +149,7 @@ def to_fp16(src: pathlib.Path, dst: pathlib.Path) -> None:
     model = float16.convert_float_to_float16(
         onnx.load(src), keep_io_types=True,
         op_block_list=set(float16.DEFAULT_OP_BLOCK_LIST))
-    onnx.save(model, dst)
+    check_and_save_model(model, dst)
 
 
 def to_q8(src: pathlib.Path, dst: pathlib.Path) -> str:
@@ -134,14 +162,14 @@ def to_q8(src: pathlib.Path, dst: pathlib.Path) -> str:
     has_conv = any(n.op_type == "Conv" for n in model.graph.node)
     weight_type = QuantType.QUInt8 if has_conv else QuantType.QInt8
     quantizer = ONNXQuantizer(
-        model, False, False, mode=QuantizationMode.IntegerOps, static=False,
+        model, True, True, mode=QuantizationMode.IntegerOps, static=False,
         weight_qType=weight_type, activation_qType=QuantType.QUInt8,
         tensors_range=None, nodes_to_quantize=[], nodes_to_exclude=[],
         op_types_to_quantize=set(IntegerOpsRegistry.keys()),
         extra_options=dict(EnableSubgraph=True, MatMulConstBOnly=True),
     )
     quantizer.quantize_model()
-    onnx.save(quantizer.model.model, dst)
+    check_and_save_model(quantizer.model.model, dst)
     return weight_type.name
 
 
@@ -198,14 +226,15 @@ def main() -> None:
                 fp32 = out / f"{stem}.onnx"
                 fp16 = out / f"{stem}_fp16.onnx"
                 q8 = out / f"{stem}_quantized.onnx"
+                slim(fp32)
                 to_fp16(fp32, fp16)
                 weights = to_q8(fp32, q8)
-                layout["files"][fp32.name] = describe(fp32, "optimum export")
+                layout["files"][fp32.name] = describe(fp32, f"optimum export, opset {OPSET}, onnxslim")
                 layout["files"][fp16.name] = describe(
                     fp16, "transformers.js float16.py convert_float_to_float16(keep_io_types=True)")
                 layout["files"][q8.name] = describe(
                     q8, f"onnxruntime ONNXQuantizer IntegerOps, weights {weights}, "
-                        "activations QUInt8, per_channel=False, reduce_range=False")
+                        "activations QUInt8, per_channel=True, reduce_range=True")
             # optimum also writes config/tokenizer files; the fixtures keep the graphs.
             for extra in out.iterdir():
                 if extra.suffix not in (".onnx", ".npy") and extra.name != "layout.json":

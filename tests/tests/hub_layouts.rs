@@ -33,11 +33,15 @@ fn hub_files() -> Vec<(PathBuf, bool, bool)> {
     files
 }
 
-/// The cosine to ONNX Runtime the issue asks for: 0.9999 for fp32 files, 0.999 for
-/// fp16 (computed in f32 here) and int8.
+/// The cosine to ONNX Runtime required: 0.9999 for fp32 files and 0.999 for fp16
+/// (computed in f32 here), as issue 22 asks; 0.99999 for onnxruntime's int8, whose
+/// arithmetic the bundle keeps exactly (measured 1.0000000; a text tower run in
+/// batches, each batch sharing one activation scale, gives 0.99941).
 fn min_cosine(file: &Path) -> f64 {
     let stem = file.file_stem().unwrap().to_str().unwrap();
-    if stem.ends_with("_fp16") || stem.ends_with("_quantized") {
+    if stem.ends_with("_quantized") {
+        0.99999
+    } else if stem.ends_with("_fp16") {
         0.999
     } else {
         0.9999
