@@ -9,7 +9,7 @@ use clip_edge_bundle::PreprocessConfig;
 use clip_edge_core::encoder::ImageEncoder;
 use clip_quantize::calibrate::{collect_histograms, list_images, load_inputs, Inputs};
 use clip_quantize::eval::{compare, EvalReport};
-use clip_quantize::onnx_graph::{load_model, model_bytes};
+use clip_quantize::onnx_graph::model_bytes;
 use clip_quantize::prune_tokens::{
     check_pruned, keep_only_pooled_token, PruneCheck, PruneSummary, MAX_RELATIVE_DIFF,
 };
@@ -28,15 +28,7 @@ const SEARCH_IMAGES: usize = 16;
 pub fn run(args: &QuantizeArgs) -> Result<()> {
     let config = PreprocessConfig::default();
     let size = config.crop_size as usize;
-    let selected = tower::select(
-        load_model(&args.model)?,
-        &args.model,
-        Tower::Image,
-        args.image_output.as_deref(),
-    )?;
-    for change in &selected.changes {
-        log::info!("{}: image tower: {change}", args.model.display());
-    }
+    let selected = tower::load(&args.model, Tower::Image, args.image_output.as_deref())?;
     let mut fp32 = selected.model;
     if let TowerInputs::Image { pixels } = &selected.inputs {
         if tower::fix_image_size(&mut fp32, pixels, size) {

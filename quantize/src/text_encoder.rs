@@ -19,14 +19,6 @@ pub const BATCH: usize = 16;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TextEncoderError {
-    /// The file is missing or unreadable.
-    #[error("{}: {source}", path.display())]
-    Io {
-        /// The model file.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
     /// tract could not parse, type or optimise the model.
     #[error("{}: {what}", path.display())]
     Load {
@@ -46,7 +38,8 @@ pub enum TextEncoderError {
         /// What is wrong with its inputs or outputs.
         problem: String,
     },
-    /// The file is not one text tower and cannot be cut down to one.
+    /// The file is unreadable, not ONNX, or not one text tower and cannot be cut
+    /// down to one.
     #[error(transparent)]
     Tower(Box<TowerError>),
     /// Running the model failed.
@@ -87,11 +80,11 @@ impl TextEncoder {
     /// fixed batch of [`BATCH`] and a sequence of [`CONTEXT_LENGTH`]; `output`
     /// names the embedding output when it has no known name.
     pub fn load(path: &Path, output: Option<&str>) -> Result<Self, TextEncoderError> {
-        let prepared = crate::tower::prepare(path, crate::tower::Tower::Text, output)?;
-        let TowerInputs::Text { ids, mask } = prepared.inputs.clone() else {
+        let tower = crate::tower::load(path, crate::tower::Tower::Text, output)?;
+        let TowerInputs::Text { ids, mask } = &tower.inputs else {
             return Err(TextEncoderError::Output("not a text tower".into()));
         };
-        let batch = if prepared.batch_dependent {
+        let batch = if tower.batch_dependent {
             log::info!(
                 "{}: dynamic int8 quantizes a whole batch with one scale: one prompt per run",
                 path.display()
@@ -100,19 +93,18 @@ impl TextEncoder {
         } else {
             BATCH
         };
-        Self::load_prepared(prepared.path(), path, &ids, mask.as_deref(), batch)
+        Self::from_proto(&tower.model, path, ids, mask.as_deref(), batch)
     }
 
-    /// Loads a model with one output whose inputs are `ids` and `mask`; `source`
+    /// Loads a model with one output whose inputs are `ids` and `mask`; `path`
     /// names the file in errors.
-    fn load_prepared(
-        file: &Path,
-        source: &Path,
+    fn from_proto(
+        proto: &tract_onnx::pb::ModelProto,
+        path: &Path,
         ids: &str,
         mask: Option<&str>,
         batch: usize,
     ) -> Result<Self, TextEncoderError> {
-        let path = source;
         let model_err = |problem: String| TextEncoderError::Interface {
             path: path.to_path_buf(),
             problem,
@@ -124,12 +116,8 @@ impl TextEncoder {
                 source,
             }
         };
-        let bytes = std::fs::read(file).map_err(|source| TextEncoderError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
         let mut model = tract_onnx::onnx()
-            .model_for_read(&mut bytes.as_slice())
+            .model_for_proto_model(proto)
             .map_err(load_err("cannot load the ONNX model".into()))?;
         let names: Vec<String> = model
             .input_outlets()

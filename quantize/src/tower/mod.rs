@@ -492,17 +492,23 @@ impl PreparedTower {
     }
 }
 
-/// [`select`] on the file at `path`; the result is written to a temporary file only
-/// when something changed. Each change is logged at info level.
+/// [`select`] on the file at `path`, each change logged at info level.
+pub fn load(path: &Path, tower: Tower, output: Option<&str>) -> Result<TowerModel, TowerError> {
+    let selected = select(load_model(path)?, path, tower, output)?;
+    for change in &selected.changes {
+        log::info!("{}: {tower} tower: {change}", path.display());
+    }
+    Ok(selected)
+}
+
+/// [`load`], for readers that take a path: the result is written to a temporary
+/// file only when something changed.
 pub fn prepare(
     path: &Path,
     tower: Tower,
     output: Option<&str>,
 ) -> Result<PreparedTower, TowerError> {
-    let selected = select(load_model(path)?, path, tower, output)?;
-    for change in &selected.changes {
-        log::info!("{}: {tower} tower: {change}", path.display());
-    }
+    let selected = load(path, tower, output)?;
     if selected.changes.is_empty() {
         return Ok(PreparedTower {
             path: path.to_path_buf(),
