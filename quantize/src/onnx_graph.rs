@@ -20,7 +20,7 @@ use tract_onnx::pb::{
 #[non_exhaustive]
 pub enum OnnxError {
     /// The file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
