@@ -184,6 +184,28 @@ pub fn par_chunks_mut<T: Send>(
 ) -> TractResult<()> {
     #[cfg(feature = "multithread-mm")]
     {
+        par_chunks_mut_dyn(out, row_len, total_elems, &f)
+    }
+    #[cfg(not(feature = "multithread-mm"))]
+    {
+        let _ = (row_len, total_elems);
+        f(0, out)
+    }
+}
+
+/// [`par_chunks_mut`] with the closure as a trait object.
+// clip-edge patch: generic over the closure, the rayon dispatch below (and rayon's
+// splitting code under it) was compiled once per caller and datum type, some 470
+// copies on aarch64; now once per `T`. The closure runs once per chunk, so the
+// indirect call costs nothing measurable.
+#[cfg(feature = "multithread-mm")]
+fn par_chunks_mut_dyn<T: Send>(
+    out: &mut [T],
+    row_len: usize,
+    total_elems: usize,
+    f: &(dyn Fn(usize, &mut [T]) -> TractResult<()> + Sync),
+) -> TractResult<()> {
+    {
         use rayon::prelude::*;
         debug_assert!(row_len >= 1 && out.len() % row_len == 0);
         let n_rows = out.len() / row_len;
@@ -205,11 +227,6 @@ pub fn par_chunks_mut<T: Send>(
             // SingleThread, or a one-thread MultiThread pool, runs inline serially.
             _ => f(0, out),
         }
-    }
-    #[cfg(not(feature = "multithread-mm"))]
-    {
-        let _ = (row_len, total_elems);
-        f(0, out)
     }
 }
 
@@ -617,6 +634,35 @@ mod chain_tests {
                 let want = reference.view().as_slice::<f32>().unwrap();
                 assert_eq!(got, want, "len={len} periods={periods:?} nth={nth}");
             }
+        }
+    }
+}
+
+// clip-edge patch: `par_chunks_mut` hands its closure on as a trait object; this checks
+// that every row still reaches the closure once, with its own index, on a pool.
+#[cfg(all(test, feature = "multithread-mm", not(target_family = "wasm")))]
+mod par_chunks_tests {
+    use super::{Executor, multithread_tract_scope, par_chunks_mut};
+
+    #[test]
+    fn every_row_once_with_its_index() {
+        let (rows, row_len) = (1000usize, 64usize);
+        for nth in [1usize, 4] {
+            let mut out = vec![0u32; rows * row_len];
+            let calls = std::sync::atomic::AtomicUsize::new(0);
+            multithread_tract_scope(Executor::multithread(nth), || {
+                par_chunks_mut(&mut out, row_len, rows * row_len, |first_row, chunk| {
+                    calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    for (i, row) in chunk.chunks_mut(row_len).enumerate() {
+                        row.iter_mut().for_each(|x| *x += (first_row + i) as u32 + 1);
+                    }
+                    Ok(())
+                })
+            })
+            .unwrap();
+            let want: Vec<u32> = (0..rows).flat_map(|r| [r as u32 + 1; 64]).collect();
+            assert_eq!(out, want, "nth={nth}");
+            assert_eq!(calls.into_inner() > 1, nth > 1, "nth={nth}: chunks dispatched");
         }
     }
 }

@@ -344,7 +344,7 @@ unsafe fn run_with_scratch_space_vec<K: MatMatMulKer>(
                 0,
                 0,
                 m.saturating_mul(k),
-                |ia_start, ia_end, _, _, _| {
+                &|ia_start, ia_end, _, _, _| {
                     scratch.run_in_tls_scope(|scratch, tls| {
                         for ia in ia_start..ia_end {
                             scratch.run_one_tile(ker, non_linear, tls, ia, 0)?;
@@ -368,7 +368,7 @@ unsafe fn run_with_scratch_space_vec<K: MatMatMulKer>(
                 0,
                 0,
                 m.saturating_mul(k),
-                |ia_start, ia_end, _, _, _| {
+                &|ia_start, ia_end, _, _, _| {
                     scratch.run_in_tls_scope(|scratch, tls| {
                         for ia in ia_start..ia_end {
                             scratch.run_one_tile(ker, non_linear, tls, ia, 0)?;
@@ -678,7 +678,7 @@ unsafe fn run_with_scratch_space_2d<K: MatMatMulKer>(
                 k,
                 K::Acc::datum_type().size_of(),
                 0,
-                chunk,
+                &chunk,
             ),
             #[cfg(feature = "multithread-mm")]
             Executor::RayonGlobal => chunked_dispatch_rayon(
@@ -690,7 +690,7 @@ unsafe fn run_with_scratch_space_2d<K: MatMatMulKer>(
                 k,
                 K::Acc::datum_type().size_of(),
                 0,
-                chunk,
+                &chunk,
             ),
         }
     }
@@ -880,7 +880,11 @@ fn chunk_grid(
 ///     `wasm_bindgen_rayon::init_thread_pool`.
 #[cfg(feature = "multithread-mm")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn chunked_dispatch_rayon<F>(
+// clip-edge patch: `run_chunk` is a trait object, not a type parameter. Generic, this
+// function and rayon's splitting code under it were compiled once per kernel and call
+// site (136 copies on aarch64); the closure is called once per chunk, so the indirect
+// call costs nothing measurable.
+unsafe fn chunked_dispatch_rayon(
     pool: Option<&rayon::ThreadPool>,
     n_panels_m: usize,
     n_panels_n: usize,
@@ -889,11 +893,8 @@ unsafe fn chunked_dispatch_rayon<F>(
     k: usize,
     elem: usize,
     macs: usize,
-    run_chunk: F,
-) -> TractResult<()>
-where
-    F: Fn(usize, usize, usize, usize, usize) -> TractResult<()> + Sync,
-{
+    run_chunk: &(dyn Fn(usize, usize, usize, usize, usize) -> TractResult<()> + Sync),
+) -> TractResult<()> {
     use rayon::prelude::*;
     if n_panels_m == 0 || n_panels_n == 0 {
         return Ok(());
@@ -1164,7 +1165,7 @@ mod blocked_walk_tests {
                     0,
                     0,
                     2048 * k,
-                    |_, _, _, _, _| {
+                    &|_, _, _, _, _| {
                         calls.fetch_add(1, Ordering::Relaxed);
                         Ok(())
                     },
