@@ -49,6 +49,10 @@ arm_targets := "aarch64-unknown-linux-musl aarch64-unknown-linux-gnu armv7-unkno
 board_features := env_var_or_default("BOARD_FEATURES", "")
 board_feature_args := "--no-default-features" + if board_features == "" { "" } else { " --features " + board_features }
 
+# Stripped `just cross` binaries (NNEF only) may not grow past these, in MB: about
+# 1 MB above their size today (docs/perf.md#binary-size).
+size_budget_mb := "aarch64-unknown-linux-musl=18.7 aarch64-unknown-linux-gnu=19.6 armv7-unknown-linux-gnueabihf=16.7"
+
 # Cross-build clip-edge for the ARM boards, or only TARGETS (needs `just setup`); prints binary sizes.
 cross *TARGETS:
     #!/usr/bin/env bash
@@ -66,6 +70,15 @@ cross *TARGETS:
         kind=$(file -b $b | grep -o 'statically linked\|dynamically linked')
         awk -v t=$t -v s=$(stat -c %s $b) -v x=$stripped -v k="$kind" \
             'BEGIN { printf "%-30s %5.1f MB, %5.1f MB stripped, %s\n", t, s / 1e6, x / 1e6, k }'
+        # The size budget guards against code bloat coming back (a generic instantiated
+        # per kernel or per type); it holds for the NNEF-only build.
+        if [[ -z "{{board_features}}" ]]; then
+            budget=$(echo "{{size_budget_mb}}" | tr ' ' '\n' | sed -n "s/^$t=//p")
+            if [[ -n $budget ]] && awk -v x=$stripped -v b=$budget 'BEGIN { exit !(x / 1e6 > b) }'; then
+                echo "cross: $t stripped is over its budget of $budget MB (docs/perf.md#binary-size; just crate-sizes $t)" >&2
+                exit 1
+            fi
+        fi
     done
 
 # The binary to put on a board, for the ARM boards or only TARGETS: profile `board` (LTO, panic=abort, stripped; docs/perf.md#binary-size).
@@ -75,7 +88,10 @@ board *TARGETS:
     targets="{{ if TARGETS == "" { arm_targets } else { TARGETS } }}"
     for t in $targets; do
         s=$SECONDS
-        cargo build --profile board -p clip-edge --bin clip-edge {{board_feature_args}} --target $t
+        # No unwind tables: with panic=abort nothing unwinds, and a stripped binary's
+        # backtrace would name nothing anyway (docs/perf.md#binary-size).
+        cargo build --profile board -p clip-edge --bin clip-edge {{board_feature_args}} --target $t \
+            --config "target.$t.rustflags = ['-C', 'force-unwind-tables=no']"
         b=${CARGO_TARGET_DIR:-target}/$t/board/clip-edge
         echo "board: $t built in $((SECONDS - s)) s: $b, $(stat -c %s $b | awk '{ printf "%.1f MB", $1 / 1e6 }')"
     done
@@ -103,8 +119,9 @@ test-vendored:
     s=$SECONDS
     (cd third_party/tract-data && cargo test --release --lib f32_to_int)
     (cd third_party/tract-data && cargo test --release --lib --target aarch64-unknown-linux-musl f32_to_int)
-    (cd third_party/tract-linalg && cargo test --release --lib i8k4)
-    (cd third_party/tract-linalg && cargo test --release --lib x86_64)
+    # i8 packing, x86-64 kernels, and the rayon dispatch (patch 0009: chunk grids,
+    # thresholds, every row once), with the thread pool built in as the runtime has it.
+    (cd third_party/tract-linalg && cargo test --release --lib --features multithread-mm -- i8k4 x86_64 blocked_walk par_chunks chain_tests)
     (cd third_party/tract-linalg && CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER="qemu-aarch64 -cpu cortex-a76" \
         cargo test --release --lib --target aarch64-unknown-linux-musl -- i8k4 i32_8x8)
     (cd third_party/tract-linalg && cargo test --release --lib --target armv7-unknown-linux-gnueabihf -- i32_8x4)
