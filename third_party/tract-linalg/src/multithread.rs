@@ -205,28 +205,26 @@ fn par_chunks_mut_dyn<T: Send>(
     total_elems: usize,
     f: &(dyn Fn(usize, &mut [T]) -> TractResult<()> + Sync),
 ) -> TractResult<()> {
-    {
-        use rayon::prelude::*;
-        debug_assert!(row_len >= 1 && out.len() % row_len == 0);
-        let n_rows = out.len() / row_len;
-        if n_rows < 2 || total_elems < current_threading_element_threshold() {
-            return f(0, out);
+    use rayon::prelude::*;
+    debug_assert!(row_len >= 1 && out.len() % row_len == 0);
+    let n_rows = out.len() / row_len;
+    if n_rows < 2 || total_elems < current_threading_element_threshold() {
+        return f(0, out);
+    }
+    let run = |out: &mut [T]| -> TractResult<()> {
+        let n_chunks = (4 * rayon::current_num_threads()).min(n_rows);
+        let chunk_rows = n_rows.div_ceil(n_chunks);
+        out.par_chunks_mut(chunk_rows * row_len)
+            .enumerate()
+            .try_for_each(|(i, chunk)| f(i * chunk_rows, chunk))
+    };
+    match current_tract_executor() {
+        Executor::MultiThread(pool) if pool.current_num_threads() > 1 => {
+            pool.install(|| run(out))
         }
-        let run = |out: &mut [T]| -> TractResult<()> {
-            let n_chunks = (4 * rayon::current_num_threads()).min(n_rows);
-            let chunk_rows = n_rows.div_ceil(n_chunks);
-            out.par_chunks_mut(chunk_rows * row_len)
-                .enumerate()
-                .try_for_each(|(i, chunk)| f(i * chunk_rows, chunk))
-        };
-        match current_tract_executor() {
-            Executor::MultiThread(pool) if pool.current_num_threads() > 1 => {
-                pool.install(|| run(out))
-            }
-            Executor::RayonGlobal => run(out),
-            // SingleThread, or a one-thread MultiThread pool, runs inline serially.
-            _ => f(0, out),
-        }
+        Executor::RayonGlobal => run(out),
+        // SingleThread, or a one-thread MultiThread pool, runs inline serially.
+        _ => f(0, out),
     }
 }
 
