@@ -117,6 +117,8 @@ test-vendored:
     set -euo pipefail
     export CARGO_TARGET_DIR=$PWD/target/third_party
     s=$SECONDS
+    # tract-core: a causal mask is not two regions (patch 0003).
+    (cd third_party/tract-core && cargo test --release --lib causal_mask_condition)
     (cd third_party/tract-data && cargo test --release --lib f32_to_int)
     (cd third_party/tract-data && cargo test --release --lib --target aarch64-unknown-linux-musl f32_to_int)
     # i8 packing, x86-64 kernels, and the rayon dispatch (patch 0009: chunk grids,

@@ -12,7 +12,7 @@ use clip_edge_core::scoring::DEFAULT_LOGIT_SCALE;
 use clip_quantize::bundle_writer::{write_bundle, BundleSpec, BundleWriteError};
 use clip_quantize::nnef_export::NnefExportError;
 use clip_quantize::prompts::{load_templates, read_labels};
-use clip_quantize::text_encoder::{embed_labels, TextEncoder};
+use clip_quantize::text_encoder::{embed_labels, Schedule, TextEncoder};
 use clip_quantize::tokenizer::ClipTokenizer;
 use clip_quantize::tower::{self, Tower};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -73,6 +73,9 @@ enum Command {
         /// Output label table (.safetensors).
         #[arg(long)]
         out: PathBuf,
+        /// Worker threads running the text encoder (default: one per core).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
     },
     /// Rewrite a fp32 image encoder to int8 (MatMul/Gemm/patch Conv) that tract runs on
     /// its integer kernels.
@@ -209,12 +212,14 @@ fn main() -> ExitCode {
             labels,
             templates,
             out,
+            threads,
         } => labels_cmd(
             &text_model,
             text_output.as_deref(),
             &labels,
             &templates,
             &out,
+            threads.map_or_else(default_threads, usize::from),
         ),
         Command::Quantize(args) => cmd_quantize::run(&args),
         Command::Eval(args) => cmd_quantize::eval_cmd(&args),
@@ -269,6 +274,7 @@ fn labels_cmd(
     labels_path: &Path,
     templates: &str,
     out: &Path,
+    threads: usize,
 ) -> Result<()> {
     let labels = read_labels(labels_path)?;
     let templates = load_templates(templates)?;
@@ -288,10 +294,20 @@ fn labels_cmd(
     } else {
         ProgressBar::hidden()
     };
-    let rows = embed_labels(&encoder, &tokenizer, &labels, &templates, |done| {
+    let started = std::time::Instant::now();
+    let rows = embed_labels(&encoder, &tokenizer, &labels, &templates, threads, |done| {
         bar.set_position(done as u64)
     })?;
     bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "embedded {total} prompts in {seconds:.1} s ({:.0} prompts/s; {threads} thread(s), {})",
+        total as f64 / seconds.max(1e-9),
+        match encoder.schedule() {
+            Schedule::ByLength => "runs as long as their longest prompt",
+            Schedule::FullLength => "every prompt over all 77 positions",
+        }
+    );
     let table = LabelTable::new(labels, templates, text_sha, rows)?;
     write_atomically(out, |tmp| Ok(table.save(tmp)?))?;
     eprintln!(
@@ -427,11 +443,16 @@ fn write_atomically(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Resu
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal).
+/// One thread per core the process may use.
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 pub(crate) fn progress_bar(total: usize, message: &'static str, unit: &str) -> ProgressBar {
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
         ProgressStyle::with_template(&format!(
-            "{{msg}} [{{bar:40}}] {{pos}}/{{len}} {unit} ({{eta}})"
+            "{{msg}} [{{bar:40}}] {{pos}}/{{len}} {unit} ({{per_sec}}, {{eta}} left)"
         ))
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),

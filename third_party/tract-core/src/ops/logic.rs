@@ -155,7 +155,9 @@ pub(crate) fn classify_true_range(expr: &TDim, shape: &ShapeFact) -> Option<True
             && let TDim::Sym(sym) = &**lhs
         {
             let k = sym_to_coord_axis(sym)?;
-            if k < shape.rank() && !rhs.symbols().contains(sym) {
+            // A split that moves with another axis's coordinate (a causal mask's
+            // `x2 >= x3 + 1`) is a triangle, not two regions along axis k.
+            if k < shape.rank() && rhs.symbols().iter().all(|s| sym_to_coord_axis(s).is_none()) {
                 return Some((k, *rhs.clone()));
             }
         }
@@ -584,6 +586,26 @@ mod tests {
             model.output_fact(0)?.shape.to_tvec(),
             tvec![1.to_dim(), 2.to_dim(), 3.to_dim()]
         );
+        Ok(())
+    }
+
+    /// A causal mask's condition, `x2 >= x3 + 1` over `[1, 1, T, T]`, is a
+    /// triangle: its split on axis 2 moves with axis 3's coordinate, so it is not
+    /// two regions. Classifying it as two (as 0.23.9 did) made `FoldUniformMask`
+    /// slice and concatenate it into a wrongly shaped constant, failing to
+    /// optimise any text tower whose sequence axis is symbolic.
+    #[test]
+    fn causal_mask_condition_is_not_two_regions() -> TractResult<()> {
+        let scope = SymbolScope::default();
+        let t = TDim::Sym(scope.sym("T"));
+        let (x2, x3) = (TDim::Sym(scope.coord_sym(2)), TDim::Sym(scope.coord_sym(3)));
+        let shape = ShapeFact::from_dims([1.to_dim(), 1.to_dim(), t.clone(), t.clone()]);
+        let causal = TDim::Ge(Box::new(x2.clone()), Box::new(x3 + 1));
+        assert!(classify_true_range(&causal, &shape).is_none());
+        // A split by a plain symbol still is two regions.
+        let split = TDim::Ge(Box::new(x2), Box::new(t / 2));
+        let range = classify_true_range(&split, &shape).expect("two regions");
+        assert_eq!(range.axis, 2);
         Ok(())
     }
 }

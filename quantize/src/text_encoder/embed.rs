@@ -1,0 +1,143 @@
+//! Label embeddings: every label through every template, in windows of prompts
+//! sorted by length, run on worker threads.
+//!
+//! Memory stays flat however many labels there are: one window of token rows and
+//! raw embeddings at a time, plus the output table. Each window's embeddings are
+//! summed into their labels in prompt order, so the table does not depend on the
+//! number of threads.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use clip_edge_core::scoring::l2_normalize;
+
+use super::{TextEncoder, TextEncoderError};
+use crate::tokenizer::{ClipTokenizer, CONTEXT_LENGTH};
+
+/// Runs per window: enough for prompts of a length to share runs, few enough that
+/// a window's rows and embeddings stay small.
+const RUNS_PER_WINDOW: usize = 64;
+
+/// Embeds each label through each template and returns one normalised row per
+/// label, using up to `threads` worker threads. `progress` is called with the
+/// number of prompts done after each run.
+pub fn embed_labels(
+    encoder: &TextEncoder,
+    tokenizer: &ClipTokenizer,
+    labels: &[String],
+    templates: &[String],
+    threads: usize,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<Vec<f32>>, TextEncoderError> {
+    let dim = encoder.dim();
+    let total = labels.len() * templates.len();
+    let window = RUNS_PER_WINDOW * encoder.max_batch();
+    let mut sums = vec![vec![0.0f32; dim]; labels.len()];
+    let mut embeddings = vec![0.0f32; window.min(total) * dim];
+    let mut done = 0;
+    for start in (0..total).step_by(window.max(1)) {
+        let end = (start + window).min(total);
+        let prompt = |k: usize| {
+            let (label, template) = (k / templates.len(), k % templates.len());
+            (
+                label,
+                crate::prompts::fill(&templates[template], &labels[label]),
+            )
+        };
+        let rows: Vec<[i64; CONTEXT_LENGTH]> = (start..end)
+            .map(|k| tokenizer.tokenize(&prompt(k).1))
+            .collect();
+        let out = &mut embeddings[..rows.len() * dim];
+        run_window(encoder, &rows, threads, out, |n| {
+            done += n;
+            progress(done)
+        })?;
+        for (k, emb) in (start..end).zip(out.chunks_exact_mut(dim)) {
+            let (label, text) = prompt(k);
+            if !l2_normalize(emb) {
+                return Err(TextEncoderError::Output(format!(
+                    "embedding of prompt {text:?} is zero or not finite"
+                )));
+            }
+            sums[label]
+                .iter_mut()
+                .zip(emb.iter())
+                .for_each(|(s, e)| *s += e);
+        }
+    }
+    for (label, sum) in labels.iter().zip(sums.iter_mut()) {
+        if !l2_normalize(sum) {
+            return Err(TextEncoderError::Output(format!(
+                "templates of label {label:?} average to a zero embedding"
+            )));
+        }
+    }
+    Ok(sums)
+}
+
+/// Embeds `rows` into `out` (one row of `encoder.dim()` each, in order): sorted
+/// by length into runs of up to `encoder.max_batch()`, which `threads` workers
+/// take in turn. `progress` gets the number of prompts each finished run held.
+fn run_window(
+    encoder: &TextEncoder,
+    rows: &[[i64; CONTEXT_LENGTH]],
+    threads: usize,
+    out: &mut [f32],
+    mut progress: impl FnMut(usize),
+) -> Result<(), TextEncoderError> {
+    let dim = encoder.dim();
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| super::token_count(&rows[i]));
+    let runs: Vec<&[usize]> = order.chunks(encoder.max_batch()).collect();
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let workers = threads.clamp(1, runs.len().max(1));
+    let (sender, receiver) = mpsc::channel::<Result<(usize, Vec<f32>), TextEncoderError>>();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let sender = sender.clone();
+            let (runs, next, failed) = (&runs, &next, &failed);
+            scope.spawn(move || {
+                let mut state = match encoder.state() {
+                    Ok(state) => state,
+                    Err(e) => {
+                        failed.store(true, Ordering::Relaxed);
+                        let _ = sender.send(Err(e));
+                        return;
+                    }
+                };
+                while !failed.load(Ordering::Relaxed) {
+                    let r = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(run) = runs.get(r) else { break };
+                    let run_rows: Vec<&[i64; CONTEXT_LENGTH]> =
+                        run.iter().map(|&i| &rows[i]).collect();
+                    let mut embeddings = vec![0.0; run.len() * dim];
+                    let result = encoder.run(&mut state, &run_rows, &mut embeddings);
+                    if result.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    }
+                    if sender.send(result.map(|()| (r, embeddings))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        let mut first_error = None;
+        for message in receiver {
+            match message {
+                Ok((r, embeddings)) => {
+                    for (&i, emb) in runs[r].iter().zip(embeddings.chunks_exact(dim)) {
+                        out[i * dim..(i + 1) * dim].copy_from_slice(emb);
+                    }
+                    progress(runs[r].len());
+                }
+                Err(e) => {
+                    failed.store(true, Ordering::Relaxed);
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    })
+}

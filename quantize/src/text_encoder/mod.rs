@@ -1,0 +1,521 @@
+//! The CLIP text encoder (fp32 ONNX, run with tract) and the label-embedding
+//! recipe: each label through each template, embed, L2-normalise, average over the
+//! templates, normalise again.
+//!
+//! Most prompts end (EOT) within 20 tokens, and a CLIP text tower's embedding is
+//! read at the EOT, which its causal mask keeps blind to the positions after it. So
+//! the encoder is loaded once with its batch and sequence axes symbolic
+//! ([`sequence_axis`] frees the axis in exports traced at 77), prompts are sorted by
+//! length, and each run covers only its longest prompt: [`Schedule::ByLength`].
+//! Runs go to worker threads, each with its own tract state ([`embed`]).
+
+use std::path::{Path, PathBuf};
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
+
+use crate::tokenizer::{CONTEXT_LENGTH, EOT, SOT};
+use crate::tower::{TowerError, TowerInputs};
+
+mod embed;
+pub mod sequence_axis;
+#[cfg(test)]
+mod tests;
+
+pub use embed::embed_labels;
+
+/// Most prompts in one run of the text encoder.
+pub const BATCH: usize = 32;
+
+/// Largest difference allowed between an embedding computed on its own length and
+/// on all 77 positions (L2-normalised, per component) before a run by length is
+/// trusted; the label table's promise.
+pub const BY_LENGTH_TOLERANCE: f32 = 1e-5;
+
+/// How the text encoder lays prompts out into runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// Each run covers only as many positions as its longest prompt (EOT included):
+    /// exact for towers whose embedding depends only on the positions up to the
+    /// EOT (a causal mask, or an attention mask), which [`TextEncoder::load`]
+    /// checks on probe prompts before it chooses this.
+    ByLength,
+    /// Every run covers all 77 positions.
+    FullLength,
+}
+
+/// What can go wrong with the text encoder. tract's own error, with its chain of
+/// causes, is the [`source`](std::error::Error::source) where there is one.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TextEncoderError {
+    /// tract could not parse, type or optimise the model.
+    #[error("{}: {what}", path.display())]
+    Load {
+        /// The model file.
+        path: PathBuf,
+        /// The step that failed.
+        what: String,
+        /// tract's error.
+        #[source]
+        source: TractError,
+    },
+    /// The model loads but lacks the text-encoder interface.
+    #[error("{}: {problem}", path.display())]
+    Interface {
+        /// The model file.
+        path: PathBuf,
+        /// What is wrong with its inputs or outputs.
+        problem: String,
+    },
+    /// The file is unreadable, not ONNX, or not one text tower and cannot be cut
+    /// down to one.
+    #[error(transparent)]
+    Tower(Box<TowerError>),
+    /// Running the model failed.
+    #[error("running the text encoder failed")]
+    Run {
+        /// tract's error.
+        #[source]
+        source: TractError,
+    },
+    /// The text encoder was asked for, or gave, something unusable.
+    #[error("text encoder: {0}")]
+    Output(String),
+}
+
+impl From<TowerError> for TextEncoderError {
+    fn from(e: TowerError) -> Self {
+        TextEncoderError::Tower(Box::new(e))
+    }
+}
+
+/// The shape a plan is built for: a fixed batch (short runs are padded with empty
+/// prompts), and a sequence of any length or of 77.
+#[derive(Debug, Clone, Copy)]
+struct RunShape {
+    batch: usize,
+    any_length: bool,
+}
+
+/// A CLIP text encoder: `input_ids` `[batch, length]` (and, in hub exports, an
+/// `attention_mask` of the same shape) → `text_embeds` `[batch, dim]`.
+pub struct TextEncoder {
+    plan: std::sync::Arc<TypedRunnableModel>,
+    input_type: DatumType,
+    /// The attention mask's type and position among the inputs, when the model
+    /// reads one.
+    mask: Option<(DatumType, usize)>,
+    shape: RunShape,
+    schedule: Schedule,
+    dim: usize,
+}
+
+/// Per-thread run state: tract's buffers, kept from one run to the next.
+pub struct RunState(TypedSimpleState);
+
+impl TextEncoder {
+    /// Loads the text tower of the ONNX file at `path` (one tower, a split
+    /// `text_model.onnx` or a combined `model.onnx`: see [`crate::tower`]); `output`
+    /// names the embedding output when it has no known name.
+    ///
+    /// The tower runs [`Schedule::ByLength`] when its sequence axis can be freed and
+    /// probe prompts embed the same (within [`BY_LENGTH_TOLERANCE`]) on their own
+    /// length as on 77 positions; otherwise [`Schedule::FullLength`], with a warning
+    /// saying why. Dynamic int8 towers run one prompt at a time over all 77
+    /// positions, as their activation scale is taken over the whole input.
+    pub fn load(path: &Path, output: Option<&str>) -> Result<Self, TextEncoderError> {
+        Self::load_with(path, output, Schedule::ByLength)
+    }
+
+    /// [`load`](Self::load), choosing [`Schedule::FullLength`] when `schedule` says
+    /// so: every prompt over all 77 positions in fixed batches of [`BATCH`], as
+    /// `clip-quantize` did before runs by length (the reference they are tested
+    /// against).
+    pub fn load_with(
+        path: &Path,
+        output: Option<&str>,
+        schedule: Schedule,
+    ) -> Result<Self, TextEncoderError> {
+        let mut tower = crate::tower::load(path, crate::tower::Tower::Text, output)?;
+        let TowerInputs::Text { ids, mask } = tower.inputs.clone() else {
+            return Err(TextEncoderError::Output("not a text tower".into()));
+        };
+        let mask = mask.as_deref();
+        if tower.batch_dependent {
+            log::info!(
+                "{}: dynamic int8 takes one activation scale over a whole run: one prompt \
+                 per run, over all 77 positions",
+                path.display()
+            );
+            let shape = RunShape {
+                batch: 1,
+                any_length: false,
+            };
+            return Self::from_proto(&tower.model, path, &ids, mask, shape, Schedule::FullLength);
+        }
+        let fixed = RunShape {
+            batch: BATCH,
+            any_length: false,
+        };
+        if schedule == Schedule::FullLength {
+            let shape = fixed;
+            return Self::from_proto(&tower.model, path, &ids, mask, shape, Schedule::FullLength);
+        }
+        // At 77 tokens the rewritten graph computes what the original does (every
+        // slice it adds is whole), so it serves both schedules.
+        if let Some(graph) = tower.model.graph.as_mut() {
+            let rewrite = sequence_axis::free_sequence_axis(graph, &ids);
+            if rewrite.changed() {
+                log::info!(
+                    "{}: sequence axis freed ({} constants sliced to the prompt length, {} \
+                     shapes made to follow it)",
+                    path.display(),
+                    rewrite.sliced,
+                    rewrite.shapes
+                );
+            }
+        }
+        let symbolic = Self::from_proto(
+            &tower.model,
+            path,
+            &ids,
+            mask,
+            RunShape {
+                batch: BATCH,
+                any_length: true,
+            },
+            Schedule::ByLength,
+        );
+        match symbolic {
+            Ok(mut encoder) => {
+                if let Err(why) = encoder.check_by_length() {
+                    log::warn!(
+                        "{}: {why}; every prompt runs over all 77 positions (slower)",
+                        path.display()
+                    );
+                    encoder.schedule = Schedule::FullLength;
+                }
+                Ok(encoder)
+            }
+            Err(e) => {
+                log::warn!(
+                    "{}: cannot run on fewer than 77 tokens ({}); every prompt runs over all 77 \
+                     positions (slower)",
+                    path.display(),
+                    error_chain(&e)
+                );
+                Self::from_proto(&tower.model, path, &ids, mask, fixed, Schedule::FullLength)
+            }
+        }
+    }
+
+    /// Loads a model with one output whose inputs are `ids` and `mask`; `path`
+    /// names the file in errors.
+    fn from_proto(
+        proto: &tract_onnx::pb::ModelProto,
+        path: &Path,
+        ids: &str,
+        mask: Option<&str>,
+        shape: RunShape,
+        schedule: Schedule,
+    ) -> Result<Self, TextEncoderError> {
+        let model_err = |problem: String| TextEncoderError::Interface {
+            path: path.to_path_buf(),
+            problem,
+        };
+        let load_err = |what: String| {
+            move |source: TractError| TextEncoderError::Load {
+                path: path.to_path_buf(),
+                what,
+                source,
+            }
+        };
+        let mut model = tract_onnx::onnx()
+            .model_for_proto_model(proto)
+            .map_err(load_err("cannot load the ONNX model".into()))?;
+        let names: Vec<String> = model
+            .input_outlets()
+            .map_err(load_err("cannot list the inputs".into()))?
+            .iter()
+            .map(|o| model.node(o.node).name.clone())
+            .collect();
+        let position = |name: &str| {
+            names
+                .iter()
+                .position(|n| n == name)
+                .ok_or_else(|| model_err(format!("has no input {name:?} (inputs: {names:?})")))
+        };
+        let ids_at = position(ids)?;
+        let mask_at = mask.map(position).transpose()?;
+        if model.outputs.len() != 1 || names.len() != 1 + mask_at.is_some() as usize {
+            return Err(model_err(format!(
+                "expected token ids{} and one output (embedding), found inputs {names:?} and {} outputs",
+                if mask.is_some() { ", an attention mask" } else { "" },
+                model.outputs.len()
+            )));
+        }
+        let integer_type = |at: usize, what: &str| {
+            let declared = model
+                .input_fact(at)
+                .ok()
+                .and_then(|f| f.datum_type.concretize());
+            match declared {
+                Some(dt) if dt == i32::datum_type() || dt == i64::datum_type() => Ok(dt),
+                None => Ok(i64::datum_type()),
+                Some(other) => Err(model_err(format!(
+                    "{what} input is {other:?}, expected int64 (or int32)"
+                ))),
+            }
+        };
+        let input_type = integer_type(ids_at, "token ids")?;
+        let mask = match mask_at {
+            Some(at) => Some((integer_type(at, "attention mask")?, at)),
+            None => None,
+        };
+        // The batch stays fixed: tract-hir's Flatten (in the EOT pooling of Hugging
+        // Face exports) refuses a shape with two symbols.
+        let batch_dim = TDim::from(shape.batch);
+        let length_dim: TDim = if shape.any_length {
+            model.symbols.sym("length").into()
+        } else {
+            CONTEXT_LENGTH.into()
+        };
+        for (at, dt) in [(ids_at, input_type)]
+            .into_iter()
+            .chain(mask.map(|(dt, at)| (at, dt)))
+        {
+            model
+                .set_input_fact(
+                    at,
+                    InferenceFact::dt_shape(dt, [batch_dim.clone(), length_dim.clone()]),
+                )
+                .map_err(load_err("cannot set the input".into()))?;
+        }
+        let typed = model.into_optimized().map_err(load_err(format!(
+            "does not accept [{batch_dim}, {length_dim}] token ids"
+        )))?;
+        let output = typed
+            .output_fact(0)
+            .map_err(load_err("cannot type the output".into()))?;
+        let dims: &[TDim] = &output.shape;
+        let dim = match dims {
+            [b, dim] if *b == batch_dim && output.datum_type == f32::datum_type() => {
+                dim.as_i64().and_then(|d| usize::try_from(d).ok())
+            }
+            _ => None,
+        };
+        let Some(dim) = dim else {
+            return Err(model_err(format!(
+                "output is {:?} {:?}, expected f32 [batch, embedding_dim]",
+                output.datum_type, output.shape
+            )));
+        };
+        let plan = typed
+            .into_runnable()
+            .map_err(load_err("cannot plan the model".into()))?;
+        Ok(TextEncoder {
+            plan,
+            input_type,
+            mask,
+            shape,
+            schedule,
+            dim,
+        })
+    }
+
+    /// Length of the text embedding.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// How prompts are laid out into runs.
+    pub fn schedule(&self) -> Schedule {
+        self.schedule
+    }
+
+    /// Most prompts in one run.
+    pub fn max_batch(&self) -> usize {
+        self.shape.batch
+    }
+
+    /// A fresh run state, one per thread.
+    pub fn state(&self) -> Result<RunState, TextEncoderError> {
+        let state =
+            TypedSimpleState::new(&self.plan).map_err(|source| TextEncoderError::Run { source })?;
+        Ok(RunState(state))
+    }
+
+    /// Raw (not normalised) embeddings of tokenized prompts, in order.
+    pub fn encode(
+        &self,
+        rows: &[[i64; CONTEXT_LENGTH]],
+    ) -> Result<Vec<Vec<f32>>, TextEncoderError> {
+        let mut state = self.state()?;
+        let mut out = vec![0.0; rows.len() * self.dim];
+        for (run, out) in rows
+            .chunks(self.max_batch())
+            .zip(out.chunks_mut(self.max_batch() * self.dim))
+        {
+            let run: Vec<&[i64; CONTEXT_LENGTH]> = run.iter().collect();
+            self.run(&mut state, &run, out)?;
+        }
+        Ok(out.chunks_exact(self.dim).map(<[f32]>::to_vec).collect())
+    }
+
+    /// One run of the plan on up to [`max_batch`](Self::max_batch) prompts; writes
+    /// their raw embeddings, one row of [`dim`](Self::dim) each, to `out`.
+    pub fn run(
+        &self,
+        state: &mut RunState,
+        rows: &[&[i64; CONTEXT_LENGTH]],
+        out: &mut [f32],
+    ) -> Result<(), TextEncoderError> {
+        self.run_with(state, rows, out, self.schedule)
+    }
+
+    /// [`run`](Self::run) with the given schedule.
+    fn run_with(
+        &self,
+        state: &mut RunState,
+        rows: &[&[i64; CONTEXT_LENGTH]],
+        out: &mut [f32],
+        schedule: Schedule,
+    ) -> Result<(), TextEncoderError> {
+        let run = |source: TractError| TextEncoderError::Run { source };
+        if rows.is_empty() || rows.len() > self.max_batch() || out.len() != rows.len() * self.dim {
+            return Err(TextEncoderError::Output(format!(
+                "a run of {} prompts into {} values, expected 1..={} prompts of {} values",
+                rows.len(),
+                out.len(),
+                self.max_batch(),
+                self.dim
+            )));
+        }
+        let batch = self.shape.batch;
+        let length = match schedule {
+            Schedule::ByLength if self.shape.any_length => rows
+                .iter()
+                .map(|r| token_count(r))
+                .max()
+                .unwrap_or(CONTEXT_LENGTH),
+            _ => CONTEXT_LENGTH,
+        };
+        // Pad the batch with empty prompts; their outputs are dropped.
+        let mut empty = [0i64; CONTEXT_LENGTH];
+        empty[0] = SOT;
+        empty[1] = EOT;
+        let padded = (0..batch).map(|i| rows.get(i).copied().unwrap_or(&empty));
+        let mut ids = Vec::with_capacity(batch * length);
+        let mut mask = Vec::with_capacity(if self.mask.is_some() {
+            batch * length
+        } else {
+            0
+        });
+        for row in padded {
+            ids.extend_from_slice(&row[..length]);
+            if self.mask.is_some() {
+                // 1 up to and including the EOT, 0 on the padding after it: the mask a
+                // Hugging Face tokenizer gives with the same padding.
+                let count = token_count(row);
+                mask.extend((0..length).map(|i| (i < count) as i64));
+            }
+        }
+        let to_input = |values: &[i64], dt: DatumType| -> TractResult<TValue> {
+            let tensor = Tensor::from_shape(&[batch, length], values)?;
+            Ok(tensor.cast_to_dt(dt)?.into_owned().into_tvalue())
+        };
+        let mut inputs = tvec!(to_input(&ids, self.input_type).map_err(run)?);
+        if let Some((dt, at)) = self.mask {
+            inputs.insert(at, to_input(&mask, dt).map_err(run)?);
+        }
+        let outputs = state.0.run(inputs).map_err(run)?;
+        let view = outputs[0].try_as_plain_ram().map_err(run)?;
+        let values = view.as_slice::<f32>().map_err(run)?;
+        let wanted = &values[..out.len().min(values.len())];
+        if wanted.len() != out.len() {
+            return Err(TextEncoderError::Output(format!(
+                "{} values out for {} prompts of {}",
+                values.len(),
+                rows.len(),
+                self.dim
+            )));
+        }
+        out.copy_from_slice(wanted);
+        Ok(())
+    }
+
+    /// Checks that two probe prompts of different lengths, run together on the
+    /// longer one's length, embed as they do over all 77 positions.
+    fn check_by_length(&self) -> Result<(), String> {
+        let probe = |words: &[i64]| {
+            let mut row = [0i64; CONTEXT_LENGTH];
+            row[0] = SOT;
+            row[1..=words.len()].copy_from_slice(words);
+            row[words.len() + 1] = EOT;
+            row
+        };
+        // "a photo of a" and "a photo of a small red dog ." in CLIP's vocabulary.
+        let short = probe(&[320, 1125, 539, 320]);
+        let long = probe(&[320, 1125, 539, 320, 2442, 736, 1929, 269]);
+        let rows = [&short, &long];
+        let mut state = self.state().map_err(|e| error_chain(&e))?;
+        let mut by_length = vec![0.0; 2 * self.dim];
+        let mut full = vec![0.0; 2 * self.dim];
+        self.run_with(&mut state, &rows, &mut full, Schedule::FullLength)
+            .map_err(|e| format!("probe prompts fail on 77 positions: {}", error_chain(&e)))?;
+        self.run_with(&mut state, &rows, &mut by_length, Schedule::ByLength)
+            .map_err(|e| {
+                format!(
+                    "probe prompts fail on their own length: {}",
+                    error_chain(&e)
+                )
+            })?;
+        let diff = max_normalized_difference(&full, &by_length, self.dim);
+        if diff > BY_LENGTH_TOLERANCE {
+            return Err(format!(
+                "probe prompts embed differently on their own length than on 77 positions \
+                 (by {diff:.2e} per component): the tower reads past the end of a prompt"
+            ));
+        }
+        log::debug!("runs by length agree with 77 positions within {diff:.1e} on probe prompts");
+        Ok(())
+    }
+}
+
+/// Positions a tokenized prompt occupies: up to and including its EOT.
+pub fn token_count(row: &[i64; CONTEXT_LENGTH]) -> usize {
+    row.iter()
+        .position(|&t| t == EOT)
+        .map_or(CONTEXT_LENGTH, |at| at + 1)
+}
+
+/// The largest difference between two sets of `dim`-long embeddings, per component,
+/// after L2-normalising each.
+pub fn max_normalized_difference(a: &[f32], b: &[f32], dim: usize) -> f32 {
+    fn norm(v: &[f32]) -> f32 {
+        v.iter().map(|x| x * x).sum::<f32>().sqrt()
+    }
+    a.chunks_exact(dim)
+        .zip(b.chunks_exact(dim))
+        .flat_map(|(x, y)| {
+            let (nx, ny) = (norm(x), norm(y));
+            x.iter().zip(y).map(move |(x, y)| (x / nx - y / ny).abs())
+        })
+        .fold(
+            0.0,
+            |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) },
+        )
+}
+
+/// An error and its sources, joined with `: `.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
