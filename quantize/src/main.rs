@@ -53,6 +53,12 @@ enum Command {
         texts: Vec<String>,
     },
     /// Embed labels through prompt templates with the text encoder; write labels.safetensors.
+    ///
+    /// Prompts are sorted by length and each batch runs only as long as its longest
+    /// prompt (CLIP's causal mask keeps the embedding blind to the padding; checked on
+    /// probe prompts at load, else every prompt runs over all 77 tokens, with a
+    /// warning), on one worker thread per core. Speed and memory at ImageNet scale:
+    /// quantize/README.md, "Label tables at scale".
     Labels {
         /// The ONNX text encoder: our export's text_encoder.onnx, a hub's
         /// text_model.onnx (input_ids and attention_mask; fp32 or fp16), or a combined

@@ -163,7 +163,7 @@ impl TextEncoder {
             return Self::from_proto(&tower.model, path, &ids, mask, shape, Schedule::FullLength);
         }
         // At 77 tokens the rewritten graph computes what the original does (every
-        // slice it adds is whole), so it serves both schedules.
+        // slice it adds is whole), so the fallback below loads it too.
         if let Some(graph) = tower.model.graph.as_mut() {
             let rewrite = sequence_axis::free_sequence_axis(graph, &ids);
             if rewrite.changed() {
@@ -187,27 +187,16 @@ impl TextEncoder {
             },
             Schedule::ByLength,
         );
-        match symbolic {
-            Ok(mut encoder) => {
-                if let Err(why) = encoder.check_by_length() {
-                    log::warn!(
-                        "{}: {why}; every prompt runs over all 77 positions (slower)",
-                        path.display()
-                    );
-                    encoder.schedule = Schedule::FullLength;
-                }
-                Ok(encoder)
-            }
-            Err(e) => {
-                log::warn!(
-                    "{}: cannot run on fewer than 77 tokens ({}); every prompt runs over all 77 \
-                     positions (slower)",
-                    path.display(),
-                    error_chain(&e)
-                );
-                Self::from_proto(&tower.model, path, &ids, mask, fixed, Schedule::FullLength)
-            }
-        }
+        let why = match symbolic.map(|encoder| (encoder.check_by_length(), encoder)) {
+            Ok((Ok(()), encoder)) => return Ok(encoder),
+            Ok((Err(why), _)) => why,
+            Err(e) => format!("cannot run on fewer than 77 tokens ({})", error_chain(&e)),
+        };
+        log::warn!(
+            "{}: {why}; every prompt runs over all 77 positions (slower)",
+            path.display()
+        );
+        Self::from_proto(&tower.model, path, &ids, mask, fixed, Schedule::FullLength)
     }
 
     /// Loads a model with one output whose inputs are `ids` and `mask`; `path`
