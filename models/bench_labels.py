@@ -2,7 +2,7 @@
 """Time `clip-quantize labels` on ImageNet-1k x imagenet80, with ONNX Runtime beside it.
 
     python models/bench_labels.py --text-model /tmp/b32/text_encoder.onnx [--every 10]
-        [--threads 2] [--ort-batch 80] [--no-ort] [--json]
+        [--threads 2] [--ort-batch 80] [--no-ort] [--no-prefix-cache] [--json]
 
 The labels are ImageNet-1k's class names as OpenCLIP ships them
 (`open_clip.zero_shot_metadata.IMAGENET_CLASSNAMES`; its two repeated names get a
@@ -10,7 +10,8 @@ suffix, as `clip-quantize` refuses duplicates), every `--every`-th of them, each
 through OpenAI's 80 templates. The same prompts go through
 
 - `target/release/clip-quantize labels --threads N` (its own "embedded ... in" line
-  gives the embedding time; the rest of the wall time is loading), and
+  gives the embedding time; the rest of the wall time is loading; with
+  `--no-prefix-cache`, every prompt runs whole), and
 - ONNX Runtime, CPU provider, N intra-op threads, full graph optimisation, batches of
   `--ort-batch` prompts padded to 77 tokens, tokenized by OpenCLIP's tokenizer (the
   one ours is tested against), the table averaged the same way.
@@ -45,16 +46,18 @@ def imagenet_labels(every: int) -> list[str]:
     return labels[::every]
 
 
-def run_ours(model: Path, labels_txt: Path, out: Path, threads: int) -> dict:
+def run_ours(model: Path, labels_txt: Path, out: Path, threads: int, prefix_cache: bool) -> dict:
     exe = ROOT / "target/release/clip-quantize"
     cmd = [str(exe), "labels", "--text-model", str(model), "--labels", str(labels_txt),
            "--templates", "imagenet80", "--threads", str(threads), "--out", str(out)]
+    if not prefix_cache:
+        cmd.append("--no-prefix-cache")
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         sys.exit(f"clip-quantize failed:\n{proc.stderr}")
-    m = re.search(r"embedded (\d+) prompts in ([\d.]+) s", proc.stderr)
+    m = re.search(r"embedded (\d+) prompts in ([\d.]+) s .*thread\(s\), (.*)\)", proc.stderr)
     if not m:
         sys.exit(f"no timing line in clip-quantize's output:\n{proc.stderr}")
     prompts, seconds = int(m.group(1)), float(m.group(2))
@@ -64,7 +67,7 @@ def run_ours(model: Path, labels_txt: Path, out: Path, threads: int) -> dict:
         "load_s": wall - seconds,
         "prompts_per_s": prompts / seconds,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
-        "by_length": "longest prompt" in proc.stderr,
+        "how": m.group(3),
     }
 
 
@@ -116,6 +119,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ort-batch", type=int, default=80)
     p.add_argument("--no-ort", action="store_true", help="time clip-quantize only")
+    p.add_argument("--no-prefix-cache", action="store_true",
+                   help="run every prompt whole in clip-quantize (no cached template prefixes)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
 
@@ -124,7 +129,7 @@ def main() -> None:
         labels_txt = Path(tmp) / "labels.txt"
         labels_txt.write_text("\n".join(labels) + "\n")
         out = Path(tmp) / "labels.safetensors"
-        ours = run_ours(a.text_model, labels_txt, out, a.threads)
+        ours = run_ours(a.text_model, labels_txt, out, a.threads, not a.no_prefix_cache)
         from safetensors.numpy import load_file
         our_table = load_file(str(out))["embeddings"]
     result = {"labels": len(labels), "threads": a.threads, "clip_quantize": ours}
@@ -139,7 +144,7 @@ def main() -> None:
     print(f"{len(labels)} labels x 80 templates = {ours['prompts']} prompts, {a.threads} thread(s)")
     print(f"clip-quantize: {ours['embed_s']:.1f} s ({ours['prompts_per_s']:.0f} prompts/s; "
           f"load {ours['load_s']:.1f} s; peak RSS {ours['peak_rss_mb']:.0f} MB; "
-          f"{'by length' if ours['by_length'] else 'all 77 positions'})")
+          f"{ours['how']})")
     if not a.no_ort:
         o = result["onnxruntime"]
         print(f"onnxruntime:   {o['embed_s']:.1f} s ({o['prompts_per_s']:.0f} prompts/s; load "

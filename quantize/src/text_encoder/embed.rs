@@ -11,12 +11,42 @@ use std::sync::mpsc;
 
 use clip_edge_core::scoring::l2_normalize;
 
-use super::{TextEncoder, TextEncoderError};
+use super::{Prefix, TextEncoder, TextEncoderError};
 use crate::tokenizer::{ClipTokenizer, CONTEXT_LENGTH};
 
 /// Runs per window: enough for prompts of a length to share runs, few enough that
 /// a window's rows and embeddings stay small.
 const RUNS_PER_WINDOW: usize = 64;
+
+/// Runs per template from which [`PrefixUse::Auto`] caches prefixes: with fewer
+/// labels, the half-empty last run of each template and the padding within runs
+/// eat the saving (quantize/README.md, "Label tables at scale").
+pub const PREFIX_MIN_RUNS: usize = 4;
+
+/// Whether label embedding runs prompts after their template's cached prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrefixUse {
+    /// When the tower can, and the labels fill at least [`PREFIX_MIN_RUNS`] runs
+    /// per template.
+    Auto,
+    /// Whenever the tower can.
+    Always,
+    /// Never: whole prompts.
+    Never,
+}
+
+impl PrefixUse {
+    /// Whether embedding `labels` labels with `encoder` runs prompts after cached
+    /// prefixes.
+    pub fn applies(self, encoder: &TextEncoder, labels: usize) -> bool {
+        encoder.caches_prefixes()
+            && match self {
+                PrefixUse::Auto => labels >= PREFIX_MIN_RUNS * encoder.max_batch(),
+                PrefixUse::Always => true,
+                PrefixUse::Never => false,
+            }
+    }
+}
 
 /// Embeds each label through each template and returns one normalised row per
 /// label, using up to `threads` worker threads. `progress` is called with the
@@ -27,6 +57,33 @@ pub fn embed_labels(
     labels: &[String],
     templates: &[String],
     threads: usize,
+    progress: impl FnMut(usize),
+) -> Result<Vec<Vec<f32>>, TextEncoderError> {
+    embed_labels_with(
+        encoder,
+        tokenizer,
+        labels,
+        templates,
+        threads,
+        PrefixUse::Auto,
+        progress,
+    )
+}
+
+/// [`embed_labels`], caching template prefixes as `prefixes` says.
+///
+/// With cached prefixes, templates are taken one at a time (each label's embeddings
+/// are still summed in template order, so the table is the same either way up to
+/// rounding): the template's prompts are tokenized in windows, the tokens all of a
+/// window's prompts share go once through the prefix plan, and each prompt runs
+/// only its tokens after them.
+pub fn embed_labels_with(
+    encoder: &TextEncoder,
+    tokenizer: &ClipTokenizer,
+    labels: &[String],
+    templates: &[String],
+    threads: usize,
+    prefixes: PrefixUse,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Vec<f32>>, TextEncoderError> {
     let dim = encoder.dim();
@@ -35,34 +92,64 @@ pub fn embed_labels(
     let mut sums = vec![vec![0.0f32; dim]; labels.len()];
     let mut embeddings = vec![0.0f32; window.min(total) * dim];
     let mut done = 0;
-    for start in (0..total).step_by(window.max(1)) {
-        let end = (start + window).min(total);
-        let prompt = |k: usize| {
-            let (label, template) = (k / templates.len(), k % templates.len());
-            (
-                label,
-                crate::prompts::fill(&templates[template], &labels[label]),
-            )
-        };
-        let rows: Vec<[i64; CONTEXT_LENGTH]> = (start..end)
-            .map(|k| tokenizer.tokenize(&prompt(k).1))
-            .collect();
-        let out = &mut embeddings[..rows.len() * dim];
-        run_window(encoder, &rows, threads, out, |n| {
-            done += n;
-            progress(done)
-        })?;
-        for (k, emb) in (start..end).zip(out.chunks_exact_mut(dim)) {
-            let (label, text) = prompt(k);
-            if !l2_normalize(emb) {
-                return Err(TextEncoderError::Output(format!(
-                    "embedding of prompt {text:?} is zero or not finite"
-                )));
+    let add = |sums: &mut [Vec<f32>], label: usize, text: &str, emb: &mut [f32]| {
+        if !l2_normalize(emb) {
+            return Err(TextEncoderError::Output(format!(
+                "embedding of prompt {text:?} is zero or not finite"
+            )));
+        }
+        sums[label]
+            .iter_mut()
+            .zip(emb.iter())
+            .for_each(|(s, e)| *s += e);
+        Ok(())
+    };
+    let cached = prefixes.applies(encoder, labels.len());
+    if cached {
+        let mut state = encoder.state()?;
+        for template in templates {
+            for start in (0..labels.len()).step_by(window.max(1)) {
+                let end = (start + window).min(labels.len());
+                let texts: Vec<String> = labels[start..end]
+                    .iter()
+                    .map(|label| crate::prompts::fill(template, label))
+                    .collect();
+                let rows: Vec<[i64; CONTEXT_LENGTH]> =
+                    texts.iter().map(|t| tokenizer.tokenize(t)).collect();
+                let prefix = encoder.prefix(&mut state, &rows[0][..shared_prefix(&rows)])?;
+                let out = &mut embeddings[..rows.len() * dim];
+                run_window(encoder, &rows, Some(&prefix), threads, out, |n| {
+                    done += n;
+                    progress(done)
+                })?;
+                for ((label, text), emb) in (start..end).zip(&texts).zip(out.chunks_exact_mut(dim))
+                {
+                    add(&mut sums, label, text, emb)?;
+                }
             }
-            sums[label]
-                .iter_mut()
-                .zip(emb.iter())
-                .for_each(|(s, e)| *s += e);
+        }
+    } else {
+        for start in (0..total).step_by(window.max(1)) {
+            let end = (start + window).min(total);
+            let prompt = |k: usize| {
+                let (label, template) = (k / templates.len(), k % templates.len());
+                (
+                    label,
+                    crate::prompts::fill(&templates[template], &labels[label]),
+                )
+            };
+            let rows: Vec<[i64; CONTEXT_LENGTH]> = (start..end)
+                .map(|k| tokenizer.tokenize(&prompt(k).1))
+                .collect();
+            let out = &mut embeddings[..rows.len() * dim];
+            run_window(encoder, &rows, None, threads, out, |n| {
+                done += n;
+                progress(done)
+            })?;
+            for (k, emb) in (start..end).zip(out.chunks_exact_mut(dim)) {
+                let (label, text) = prompt(k);
+                add(&mut sums, label, &text, emb)?;
+            }
         }
     }
     for (label, sum) in labels.iter().zip(sums.iter_mut()) {
@@ -75,12 +162,26 @@ pub fn embed_labels(
     Ok(sums)
 }
 
+/// How many leading tokens all `rows` share, leaving each at least its EOT.
+fn shared_prefix(rows: &[[i64; CONTEXT_LENGTH]]) -> usize {
+    let Some(first) = rows.first() else { return 1 };
+    rows.iter()
+        .map(|row| {
+            let same = first.iter().zip(row).take_while(|(a, b)| a == b).count();
+            same.min(super::token_count(row) - 1)
+        })
+        .min()
+        .unwrap_or(1)
+        .max(1)
+}
+
 /// Embeds `rows` into `out` (one row of `encoder.dim()` each, in order): sorted
 /// by length into runs of up to `encoder.max_batch()`, which `threads` workers
-/// take in turn. `progress` gets the number of prompts each finished run held.
+/// take in turn; with a `prefix`, only the tokens after it run. `progress` gets the number of prompts each finished run held.
 fn run_window(
     encoder: &TextEncoder,
     rows: &[[i64; CONTEXT_LENGTH]],
+    prefix: Option<&Prefix>,
     threads: usize,
     out: &mut [f32],
     mut progress: impl FnMut(usize),
@@ -112,7 +213,12 @@ fn run_window(
                     let run_rows: Vec<&[i64; CONTEXT_LENGTH]> =
                         run.iter().map(|&i| &rows[i]).collect();
                     let mut embeddings = vec![0.0; run.len() * dim];
-                    let result = encoder.run(&mut state, &run_rows, &mut embeddings);
+                    let result = match prefix {
+                        Some(prefix) => {
+                            encoder.run_after(&mut state, prefix, &run_rows, &mut embeddings)
+                        }
+                        None => encoder.run(&mut state, &run_rows, &mut embeddings),
+                    };
                     if result.is_err() {
                         failed.store(true, Ordering::Relaxed);
                     }

@@ -7,9 +7,13 @@
 //! the encoder is loaded once with its batch and sequence axes symbolic
 //! ([`sequence_axis`] frees the axis in exports traced at 77), prompts are sorted by
 //! length, and each run covers only its longest prompt: [`Schedule::ByLength`].
+//! The tokens a template's prompts share (`SOT a photo of a`) can go through once:
+//! [`prefix_cache`] makes the tower give, and take, the keys and values of a prefix,
+//! and [`TextEncoder::run_after`] runs only the tokens after it.
 //! Runs go to worker threads, each with its own tract state ([`embed`]).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
@@ -18,11 +22,12 @@ use crate::tokenizer::{CONTEXT_LENGTH, EOT, SOT};
 use crate::tower::{TowerError, TowerInputs};
 
 mod embed;
+pub mod prefix_cache;
 pub mod sequence_axis;
 #[cfg(test)]
 mod tests;
 
-pub use embed::embed_labels;
+pub use embed::{embed_labels, embed_labels_with, PrefixUse};
 
 /// Most prompts in one run of the text encoder.
 pub const BATCH: usize = 32;
@@ -101,7 +106,7 @@ struct RunShape {
 /// A CLIP text encoder: `input_ids` `[batch, length]` (and, in hub exports, an
 /// `attention_mask` of the same shape) → `text_embeds` `[batch, dim]`.
 pub struct TextEncoder {
-    plan: std::sync::Arc<TypedRunnableModel>,
+    plan: Arc<TypedRunnableModel>,
     input_type: DatumType,
     /// The attention mask's type and position among the inputs, when the model
     /// reads one.
@@ -109,10 +114,31 @@ pub struct TextEncoder {
     shape: RunShape,
     schedule: Schedule,
     dim: usize,
+    /// The plan for prompts after a cached prefix, when the tower has one
+    /// ([`prefix_cache`]); the main plan then gives each attention's keys and values
+    /// after the embedding.
+    suffix: Option<Arc<TypedRunnableModel>>,
 }
 
 /// Per-thread run state: tract's buffers, kept from one run to the next.
-pub struct RunState(TypedSimpleState);
+pub struct RunState {
+    main: TypedSimpleState,
+    suffix: Option<TypedSimpleState>,
+}
+
+/// The keys and values of a prompt prefix at every attention, computed once by
+/// [`TextEncoder::prefix`] and shared by the runs of the prompts that start with it.
+pub struct Prefix {
+    tokens: Vec<i64>,
+    past: Vec<Arc<Tensor>>,
+}
+
+impl Prefix {
+    /// The prefix's tokens, SOT included.
+    pub fn tokens(&self) -> &[i64] {
+        &self.tokens
+    }
+}
 
 impl TextEncoder {
     /// Loads the text tower of the ONNX file at `path` (one tower, a split
@@ -122,7 +148,9 @@ impl TextEncoder {
     /// The tower runs [`Schedule::ByLength`] when its sequence axis can be freed and
     /// probe prompts embed the same (within [`BY_LENGTH_TOLERANCE`]) on their own
     /// length as on 77 positions; otherwise [`Schedule::FullLength`], with a warning
-    /// saying why. Dynamic int8 towers run one prompt at a time over all 77
+    /// saying why. It [caches prefixes](Self::caches_prefixes) when, besides, its
+    /// attention is found and the probe prompts embed the same run after their
+    /// shared prefix. Dynamic int8 towers run one prompt at a time over all 77
     /// positions, as their activation scale is taken over the whole input.
     pub fn load(path: &Path, output: Option<&str>) -> Result<Self, TextEncoderError> {
         Self::load_with(path, output, Schedule::ByLength)
@@ -188,7 +216,18 @@ impl TextEncoder {
             Schedule::ByLength,
         );
         let why = match symbolic.map(|encoder| (encoder.check_by_length(), encoder)) {
-            Ok((Ok(()), encoder)) => return Ok(encoder),
+            Ok((Ok(()), mut encoder)) => {
+                if encoder.caches_prefixes() {
+                    if let Err(why) = encoder.check_prefix_cache() {
+                        log::warn!(
+                            "{}: {why}; template prefixes are not cached (slower)",
+                            path.display()
+                        );
+                        encoder.suffix = None;
+                    }
+                }
+                return Ok(encoder);
+            }
             Ok((Err(why), _)) => why,
             Err(e) => format!("cannot run on fewer than 77 tokens ({})", error_chain(&e)),
         };
@@ -281,7 +320,28 @@ impl TextEncoder {
                 )
                 .map_err(load_err("cannot set the input".into()))?;
         }
-        let typed = model.into_optimized().map_err(load_err(format!(
+        let typed = model
+            .into_typed()
+            .and_then(|m| m.into_decluttered())
+            .map_err(load_err(format!(
+                "does not accept [{batch_dim}, {length_dim}] token ids"
+            )))?;
+        // Runs by length can also cache template prefixes when the attention is
+        // found: the main plan then gives keys and values too.
+        let (typed, suffix) = match shape.any_length {
+            true => match Self::prefix_plans(&typed, &length_dim) {
+                Ok((main, suffix)) => (main, Some(suffix)),
+                Err(why) => {
+                    log::info!(
+                        "{}: template prefixes are not cached: {why}",
+                        path.display()
+                    );
+                    (typed, None)
+                }
+            },
+            false => (typed, None),
+        };
+        let typed = typed.into_optimized().map_err(load_err(format!(
             "does not accept [{batch_dim}, {length_dim}] token ids"
         )))?;
         let output = typed
@@ -310,7 +370,24 @@ impl TextEncoder {
             shape,
             schedule,
             dim,
+            suffix,
         })
+    }
+
+    /// The prefix plan (the decluttered tower with keys and values as outputs, to
+    /// be optimised) and the optimised suffix plan, or why there are none.
+    fn prefix_plans(
+        typed: &TypedModel,
+        length: &TDim,
+    ) -> Result<(TypedModel, Arc<TypedRunnableModel>), String> {
+        let attention = prefix_cache::find_attention(typed, length)?;
+        let main = prefix_cache::with_key_value_outputs(typed.clone(), &attention)
+            .map_err(|e| format!("{e:#}"))?;
+        let suffix = prefix_cache::with_past_key_values(typed.clone(), &attention, length)
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| format!("{e:#}"))?;
+        Ok((main, suffix))
     }
 
     /// Length of the text embedding.
@@ -330,9 +407,14 @@ impl TextEncoder {
 
     /// A fresh run state, one per thread.
     pub fn state(&self) -> Result<RunState, TextEncoderError> {
-        let state =
-            TypedSimpleState::new(&self.plan).map_err(|source| TextEncoderError::Run { source })?;
-        Ok(RunState(state))
+        let run = |source: TractError| TextEncoderError::Run { source };
+        Ok(RunState {
+            main: TypedSimpleState::new(&self.plan).map_err(run)?,
+            suffix: match &self.suffix {
+                Some(plan) => Some(TypedSimpleState::new(plan).map_err(run)?),
+                None => None,
+            },
+        })
     }
 
     /// Raw (not normalised) embeddings of tokenized prompts, in order.
@@ -372,16 +454,7 @@ impl TextEncoder {
         schedule: Schedule,
     ) -> Result<(), TextEncoderError> {
         let run = |source: TractError| TextEncoderError::Run { source };
-        if rows.is_empty() || rows.len() > self.max_batch() || out.len() != rows.len() * self.dim {
-            return Err(TextEncoderError::Output(format!(
-                "a run of {} prompts into {} values, expected 1..={} prompts of {} values",
-                rows.len(),
-                out.len(),
-                self.max_batch(),
-                self.dim
-            )));
-        }
-        let batch = self.shape.batch;
+        self.check_run(rows, out)?;
         let length = match schedule {
             Schedule::ByLength if self.shape.any_length => rows
                 .iter()
@@ -394,39 +467,163 @@ impl TextEncoder {
         let mut empty = [0i64; CONTEXT_LENGTH];
         empty[0] = SOT;
         empty[1] = EOT;
-        let padded = (0..batch).map(|i| rows.get(i).copied().unwrap_or(&empty));
-        let mut ids = Vec::with_capacity(batch * length);
-        let mut mask = Vec::with_capacity(if self.mask.is_some() {
-            batch * length
-        } else {
-            0
-        });
-        for row in padded {
-            ids.extend_from_slice(&row[..length]);
-            if self.mask.is_some() {
-                // 1 up to and including the EOT, 0 on the padding after it: the mask a
-                // Hugging Face tokenizer gives with the same padding.
-                let count = token_count(row);
-                mask.extend((0..length).map(|i| (i < count) as i64));
-            }
+        let padded: Vec<&[i64; CONTEXT_LENGTH]> = (0..self.shape.batch)
+            .map(|i| rows.get(i).copied().unwrap_or(&empty))
+            .collect();
+        let ids = padded.iter().flat_map(|r| &r[..length]).copied().collect();
+        let counts: Vec<usize> = padded.iter().map(|r| token_count(r)).collect();
+        let inputs = self.inputs(ids, &counts, length, &[])?;
+        let outputs = state.main.run(inputs).map_err(run)?;
+        self.write_embeddings(&outputs[0], rows.len(), out)
+    }
+
+    /// Whether template prefixes can be cached: [`prefix`](Self::prefix) and
+    /// [`run_after`](Self::run_after) work.
+    pub fn caches_prefixes(&self) -> bool {
+        self.suffix.is_some()
+    }
+
+    /// Computes the keys and values of `tokens` (a prompt prefix, SOT first, EOT
+    /// not included) for [`run_after`](Self::run_after).
+    pub fn prefix(&self, state: &mut RunState, tokens: &[i64]) -> Result<Prefix, TextEncoderError> {
+        let run = |source: TractError| TextEncoderError::Run { source };
+        if self.suffix.is_none() || tokens.is_empty() || tokens.len() >= CONTEXT_LENGTH {
+            return Err(TextEncoderError::Output(format!(
+                "a prefix of {} tokens, on a tower that {} cache prefixes",
+                tokens.len(),
+                if self.suffix.is_some() {
+                    "can"
+                } else {
+                    "cannot"
+                }
+            )));
         }
-        let to_input = |values: &[i64], dt: DatumType| -> TractResult<TValue> {
-            let tensor = Tensor::from_shape(&[batch, length], values)?;
+        let batch = self.shape.batch;
+        let ids = tokens.repeat(batch);
+        let inputs = self.inputs(ids, &vec![tokens.len(); batch], tokens.len(), &[])?;
+        let outputs = state.main.run(inputs).map_err(run)?;
+        Ok(Prefix {
+            tokens: tokens.to_vec(),
+            past: outputs
+                .into_iter()
+                .skip(1)
+                .map(|v| v.into_arc_tensor())
+                .collect(),
+        })
+    }
+
+    /// [`run`](Self::run) on prompts that all start with `prefix`, running only
+    /// their tokens after it.
+    pub fn run_after(
+        &self,
+        state: &mut RunState,
+        prefix: &Prefix,
+        rows: &[&[i64; CONTEXT_LENGTH]],
+        out: &mut [f32],
+    ) -> Result<(), TextEncoderError> {
+        let run = |source: TractError| TextEncoderError::Run { source };
+        self.check_run(rows, out)?;
+        let start = prefix.tokens.len();
+        if let Some(row) = rows
+            .iter()
+            .find(|r| token_count(r) <= start || r[..start] != prefix.tokens[..])
+        {
+            return Err(TextEncoderError::Output(format!(
+                "prompt {:?} does not continue the prefix {:?}",
+                &row[..token_count(row)],
+                prefix.tokens
+            )));
+        }
+        let Some(suffix_state) = state.suffix.as_mut() else {
+            return Err(TextEncoderError::Output(
+                "the tower cannot cache prefixes".into(),
+            ));
+        };
+        let length = rows
+            .iter()
+            .map(|r| token_count(r))
+            .max()
+            .unwrap_or(start + 1)
+            - start;
+        let mut empty = [0i64; CONTEXT_LENGTH];
+        empty[start] = EOT;
+        let padded: Vec<&[i64; CONTEXT_LENGTH]> = (0..self.shape.batch)
+            .map(|i| rows.get(i).copied().unwrap_or(&empty))
+            .collect();
+        let ids = padded
+            .iter()
+            .flat_map(|r| &r[start..start + length])
+            .copied()
+            .collect();
+        let counts: Vec<usize> = padded.iter().map(|r| token_count(r) - start).collect();
+        let inputs = self.inputs(ids, &counts, length, &prefix.past)?;
+        let outputs = suffix_state.run(inputs).map_err(run)?;
+        self.write_embeddings(&outputs[0], rows.len(), out)
+    }
+
+    /// Errors unless `rows` fit one run and `out` holds their embeddings.
+    fn check_run(
+        &self,
+        rows: &[&[i64; CONTEXT_LENGTH]],
+        out: &[f32],
+    ) -> Result<(), TextEncoderError> {
+        if rows.is_empty() || rows.len() > self.max_batch() || out.len() != rows.len() * self.dim {
+            return Err(TextEncoderError::Output(format!(
+                "a run of {} prompts into {} values, expected 1..={} prompts of {} values",
+                rows.len(),
+                out.len(),
+                self.max_batch(),
+                self.dim
+            )));
+        }
+        Ok(())
+    }
+
+    /// The inputs of one run: `ids` (a full batch of rows of `length` tokens, row by
+    /// row), the attention mask when the tower reads one (1 on the first `counts[i]`
+    /// positions of row `i`: the mask a Hugging Face tokenizer gives with the same
+    /// padding), then `past`.
+    fn inputs(
+        &self,
+        ids: Vec<i64>,
+        counts: &[usize],
+        length: usize,
+        past: &[Arc<Tensor>],
+    ) -> Result<TVec<TValue>, TextEncoderError> {
+        let run = |source: TractError| TextEncoderError::Run { source };
+        let batch = counts.len();
+        let to_input = |values: Vec<i64>, dt: DatumType| -> TractResult<TValue> {
+            let tensor = Tensor::from_shape(&[batch, length], &values)?;
             Ok(tensor.cast_to_dt(dt)?.into_owned().into_tvalue())
         };
-        let mut inputs = tvec!(to_input(&ids, self.input_type).map_err(run)?);
+        let mut inputs = tvec!(to_input(ids, self.input_type).map_err(run)?);
         if let Some((dt, at)) = self.mask {
-            inputs.insert(at, to_input(&mask, dt).map_err(run)?);
+            let mask = counts
+                .iter()
+                .flat_map(|&count| (0..length).map(move |i| (i < count) as i64))
+                .collect();
+            inputs.insert(at, to_input(mask, dt).map_err(run)?);
         }
-        let outputs = state.0.run(inputs).map_err(run)?;
-        let view = outputs[0].try_as_plain_ram().map_err(run)?;
+        inputs.extend(past.iter().map(|t| TValue::from_const(t.clone())));
+        Ok(inputs)
+    }
+
+    /// Copies the embeddings of the first `count` prompts of a run's output to `out`.
+    fn write_embeddings(
+        &self,
+        output: &TValue,
+        count: usize,
+        out: &mut [f32],
+    ) -> Result<(), TextEncoderError> {
+        let run = |source: TractError| TextEncoderError::Run { source };
+        let view = output.try_as_plain_ram().map_err(run)?;
         let values = view.as_slice::<f32>().map_err(run)?;
         let wanted = &values[..out.len().min(values.len())];
         if wanted.len() != out.len() {
             return Err(TextEncoderError::Output(format!(
                 "{} values out for {} prompts of {}",
                 values.len(),
-                rows.len(),
+                count,
                 self.dim
             )));
         }
@@ -434,19 +631,36 @@ impl TextEncoder {
         Ok(())
     }
 
+    /// Checks that the probe prompts of [`check_by_length`](Self::check_by_length),
+    /// run after their shared prefix, embed as they do over all 77 positions.
+    fn check_prefix_cache(&self) -> Result<(), String> {
+        let (short, long) = probe_prompts();
+        let rows = [&short, &long];
+        let mut state = self.state().map_err(|e| error_chain(&e))?;
+        let mut after = vec![0.0; 2 * self.dim];
+        let mut full = vec![0.0; 2 * self.dim];
+        self.run_with(&mut state, &rows, &mut full, Schedule::FullLength)
+            .map_err(|e| format!("probe prompts fail on 77 positions: {}", error_chain(&e)))?;
+        let prefix = self
+            .prefix(&mut state, &short[..token_count(&short) - 1])
+            .map_err(|e| format!("the probe prefix fails: {}", error_chain(&e)))?;
+        self.run_after(&mut state, &prefix, &rows, &mut after)
+            .map_err(|e| format!("probe prompts fail after their prefix: {}", error_chain(&e)))?;
+        let diff = max_normalized_difference(&full, &after, self.dim);
+        if diff > BY_LENGTH_TOLERANCE {
+            return Err(format!(
+                "probe prompts embed differently after a cached prefix than on 77 positions \
+                 (by {diff:.2e} per component)"
+            ));
+        }
+        log::debug!("runs after a cached prefix agree with 77 positions within {diff:.1e}");
+        Ok(())
+    }
+
     /// Checks that two probe prompts of different lengths, run together on the
     /// longer one's length, embed as they do over all 77 positions.
     fn check_by_length(&self) -> Result<(), String> {
-        let probe = |words: &[i64]| {
-            let mut row = [0i64; CONTEXT_LENGTH];
-            row[0] = SOT;
-            row[1..=words.len()].copy_from_slice(words);
-            row[words.len() + 1] = EOT;
-            row
-        };
-        // "a photo of a" and "a photo of a small red dog ." in CLIP's vocabulary.
-        let short = probe(&[320, 1125, 539, 320]);
-        let long = probe(&[320, 1125, 539, 320, 2442, 736, 1929, 269]);
+        let (short, long) = probe_prompts();
         let rows = [&short, &long];
         let mut state = self.state().map_err(|e| error_chain(&e))?;
         let mut by_length = vec![0.0; 2 * self.dim];
@@ -470,6 +684,22 @@ impl TextEncoder {
         log::debug!("runs by length agree with 77 positions within {diff:.1e} on probe prompts");
         Ok(())
     }
+}
+
+/// Two probe prompts: "a photo of a" and "a photo of a small red dog ." in CLIP's
+/// vocabulary, tokenized.
+fn probe_prompts() -> ([i64; CONTEXT_LENGTH], [i64; CONTEXT_LENGTH]) {
+    let probe = |words: &[i64]| {
+        let mut row = [0i64; CONTEXT_LENGTH];
+        row[0] = SOT;
+        row[1..=words.len()].copy_from_slice(words);
+        row[words.len() + 1] = EOT;
+        row
+    };
+    (
+        probe(&[320, 1125, 539, 320]),
+        probe(&[320, 1125, 539, 320, 2442, 736, 1929, 269]),
+    )
 }
 
 /// Positions a tokenized prompt occupies: up to and including its EOT.

@@ -35,9 +35,22 @@ fn labels() -> Vec<String> {
 }
 
 fn table(encoder: &TextEncoder, threads: usize) -> Vec<Vec<f32>> {
+    table_with(encoder, threads, PrefixUse::Auto)
+}
+
+fn table_with(encoder: &TextEncoder, threads: usize, prefixes: PrefixUse) -> Vec<Vec<f32>> {
     let tokenizer = ClipTokenizer::new().expect("tokenizer");
     let templates = load_templates("imagenet80").expect("templates");
-    embed_labels(encoder, &tokenizer, &labels(), &templates, threads, |_| {}).expect("embed")
+    embed_labels_with(
+        encoder,
+        &tokenizer,
+        &labels(),
+        &templates,
+        threads,
+        prefixes,
+        |_| {},
+    )
+    .expect("embed")
 }
 
 fn max_difference(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
@@ -58,14 +71,22 @@ fn runs_by_length_embed_labels_as_runs_over_77_positions_on_every_tower() {
             Schedule::ByLength,
             "{tower}: fell back to 77 positions (see the warning above)"
         );
+        assert!(
+            by_length.caches_prefixes(),
+            "{tower}: template prefixes are not cached (see the log above)"
+        );
         let full = TextEncoder::load_with(&path, None, Schedule::FullLength).expect("load");
         assert_eq!(full.schedule(), Schedule::FullLength);
-        let diff = max_difference(&table(&by_length, 2), &table(&full, 2));
-        eprintln!("{tower}: label tables differ by at most {diff:.2e}");
-        assert!(
-            diff <= BY_LENGTH_TOLERANCE,
-            "{tower}: runs by length differ from runs over 77 positions by {diff:e}"
-        );
+        let reference = table_with(&full, 2, PrefixUse::Never);
+        for prefixes in [PrefixUse::Never, PrefixUse::Always] {
+            let diff = max_difference(&table_with(&by_length, 2, prefixes), &reference);
+            eprintln!("{tower}: {prefixes:?}: label tables differ by at most {diff:.2e}");
+            assert!(
+                diff <= BY_LENGTH_TOLERANCE,
+                "{tower}: runs by length ({prefixes:?} cached prefixes) differ from runs over \
+                 77 positions by {diff:e}"
+            );
+        }
     }
 }
 
@@ -83,17 +104,40 @@ fn single_prompts_embed_as_over_77_positions() {
         let path = repo(tower);
         let by_length = TextEncoder::load(&path, None).expect("load");
         let full = TextEncoder::load_with(&path, None, Schedule::FullLength).expect("load");
+        let mut state = by_length.state().expect("state");
         for row in &rows {
             // One prompt per run: each at exactly its own length.
             let a = by_length.encode(std::slice::from_ref(row)).expect("encode");
             let b = full.encode(std::slice::from_ref(row)).expect("encode");
             let diff = max_normalized_difference(&a[0], &b[0], by_length.dim());
+            let count = token_count(row);
             assert!(
                 diff <= BY_LENGTH_TOLERANCE,
-                "{tower}: {} tokens: {diff:e}",
-                token_count(row)
+                "{tower}: {count} tokens: {diff:e}"
             );
+            // After the shortest and the longest prefix (the 77-token prompt, cut
+            // without an EOT, then runs its last position alone).
+            for start in [1, count - 1] {
+                let prefix = by_length.prefix(&mut state, &row[..start]).expect("prefix");
+                let mut after = vec![0.0; by_length.dim()];
+                by_length
+                    .run_after(&mut state, &prefix, &[row], &mut after)
+                    .expect("run after the prefix");
+                let diff = max_normalized_difference(&after, &b[0], by_length.dim());
+                assert!(
+                    diff <= BY_LENGTH_TOLERANCE,
+                    "{tower}: {count} tokens after {start}: {diff:e}"
+                );
+            }
         }
+        // A prompt that does not continue the prefix is refused, not mis-embedded.
+        let prefix = by_length.prefix(&mut state, &rows[1][..3]).expect("prefix");
+        let mut out = vec![0.0; by_length.dim()];
+        let refused = by_length.run_after(&mut state, &prefix, &[&rows[0]], &mut out);
+        assert!(
+            matches!(refused, Err(TextEncoderError::Output(ref m)) if m.contains("does not continue")),
+            "{tower}: {refused:?}"
+        );
     }
 }
 
@@ -104,8 +148,10 @@ fn the_table_does_not_depend_on_the_number_of_threads() {
         None,
     )
     .expect("load");
-    let one = table(&encoder, 1);
-    assert_eq!(one, table(&encoder, 3));
+    for prefixes in [PrefixUse::Never, PrefixUse::Always] {
+        let one = table_with(&encoder, 1, prefixes);
+        assert_eq!(one, table_with(&encoder, 3, prefixes), "{prefixes:?}");
+    }
 }
 
 #[test]
@@ -157,6 +203,7 @@ fn a_tower_that_reads_past_the_prompt_runs_over_77_positions() {
     crate::onnx_graph::save_model(&model, &path).expect("save");
     let encoder = TextEncoder::load(&path, None).expect("load");
     assert_eq!(encoder.schedule(), Schedule::FullLength);
+    assert!(!encoder.caches_prefixes());
     let full = TextEncoder::load_with(&path, None, Schedule::FullLength).expect("load");
     assert!(max_difference(&table(&encoder, 2), &table(&full, 2)) <= BY_LENGTH_TOLERANCE);
 }
