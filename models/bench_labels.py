@@ -2,12 +2,15 @@
 """Time `clip-quantize labels` on ImageNet-1k x imagenet80, with ONNX Runtime beside it.
 
     python models/bench_labels.py --text-model /tmp/b32/text_encoder.onnx [--every 10]
-        [--threads 2] [--ort-batch 80] [--no-ort] [--no-prefix-cache] [--json]
+        [--template-every 10] [--threads 2] [--ort-batch 80] [--no-ort] [--no-prefix-cache]
+        [--json]
 
 The labels are ImageNet-1k's class names as OpenCLIP ships them
 (`open_clip.zero_shot_metadata.IMAGENET_CLASSNAMES`; its two repeated names get a
 suffix, as `clip-quantize` refuses duplicates), every `--every`-th of them, each
-through OpenAI's 80 templates. The same prompts go through
+through OpenAI's 80 templates (every `--template-every`-th of them: all 1,000 labels
+through 8 templates is as many prompts as 100 through 80, with as many labels per
+template as the whole set). The same prompts go through
 
 - `target/release/clip-quantize labels --threads N` (its own "embedded ... in" line
   gives the embedding time; the rest of the wall time is loading; with
@@ -46,10 +49,16 @@ def imagenet_labels(every: int) -> list[str]:
     return labels[::every]
 
 
-def run_ours(model: Path, labels_txt: Path, out: Path, threads: int, prefix_cache: bool) -> dict:
+def templates(every: int) -> list[str]:
+    lines = (ROOT / "models/templates/imagenet80.txt").read_text().splitlines()
+    return lines[::every]
+
+
+def run_ours(model: Path, labels_txt: Path, templates_txt: Path, out: Path, threads: int,
+             prefix_cache: bool) -> dict:
     exe = ROOT / "target/release/clip-quantize"
     cmd = [str(exe), "labels", "--text-model", str(model), "--labels", str(labels_txt),
-           "--templates", "imagenet80", "--threads", str(threads), "--out", str(out)]
+           "--templates", str(templates_txt), "--threads", str(threads), "--out", str(out)]
     if not prefix_cache:
         cmd.append("--no-prefix-cache")
     t0 = time.perf_counter()
@@ -71,10 +80,16 @@ def run_ours(model: Path, labels_txt: Path, out: Path, threads: int, prefix_cach
     }
 
 
-def run_ort(model: Path, labels: list[str], threads: int, batch: int) -> tuple[dict, np.ndarray]:
+def run_ort(model: Path, labels: list[str], template_every: int, threads: int,
+            batch: int) -> tuple[dict, np.ndarray]:
     import onnxruntime as ort
     import open_clip
     from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
+    ours = templates(template_every)
+    theirs = OPENAI_IMAGENET_TEMPLATES[::template_every]
+    if [t("{}") for t in theirs] != ours:
+        sys.exit("models/templates/imagenet80.txt is not OpenCLIP's OPENAI_IMAGENET_TEMPLATES")
 
     tokenizer = open_clip.get_tokenizer("ViT-B-32")
     opts = ort.SessionOptions()
@@ -85,7 +100,7 @@ def run_ort(model: Path, labels: list[str], threads: int, batch: int) -> tuple[d
     sess = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
     load_s = time.perf_counter() - t0
     names = [i.name for i in sess.get_inputs()]
-    prompts = [(k, t(label)) for k, label in enumerate(labels) for t in OPENAI_IMAGENET_TEMPLATES]
+    prompts = [(k, t(label)) for k, label in enumerate(labels) for t in theirs]
     sums = None
     t0 = time.perf_counter()
     for start in range(0, len(prompts), batch):
@@ -116,6 +131,8 @@ def main() -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--text-model", required=True, type=Path)
     p.add_argument("--every", type=int, default=1, help="take every N-th class (default 1: all 1000)")
+    p.add_argument("--template-every", type=int, default=1,
+                   help="take every N-th template (default 1: all 80)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--ort-batch", type=int, default=80)
     p.add_argument("--no-ort", action="store_true", help="time clip-quantize only")
@@ -129,19 +146,25 @@ def main() -> None:
         labels_txt = Path(tmp) / "labels.txt"
         labels_txt.write_text("\n".join(labels) + "\n")
         out = Path(tmp) / "labels.safetensors"
-        ours = run_ours(a.text_model, labels_txt, out, a.threads, not a.no_prefix_cache)
+        templates_txt = Path(tmp) / "templates.txt"
+        templates_txt.write_text("\n".join(templates(a.template_every)) + "\n")
+        ours = run_ours(a.text_model, labels_txt, templates_txt, out, a.threads,
+                        not a.no_prefix_cache)
         from safetensors.numpy import load_file
         our_table = load_file(str(out))["embeddings"]
     result = {"labels": len(labels), "threads": a.threads, "clip_quantize": ours}
     if not a.no_ort:
-        ort_stats, ort_table = run_ort(a.text_model, labels, a.threads, a.ort_batch)
+        ort_stats, ort_table = run_ort(a.text_model, labels, a.template_every, a.threads,
+                                       a.ort_batch)
         result["onnxruntime"] = ort_stats
         result["speedup_vs_ort"] = ours["prompts_per_s"] / ort_stats["prompts_per_s"]
         result["max_table_difference"] = float(np.abs(our_table - ort_table).max())
     if a.json:
         print(json.dumps(result))
         return
-    print(f"{len(labels)} labels x 80 templates = {ours['prompts']} prompts, {a.threads} thread(s)")
+    count = len(templates(a.template_every))
+    print(f"{len(labels)} labels x {count} templates = {ours['prompts']} prompts, "
+          f"{a.threads} thread(s)")
     print(f"clip-quantize: {ours['embed_s']:.1f} s ({ours['prompts_per_s']:.0f} prompts/s; "
           f"load {ours['load_s']:.1f} s; peak RSS {ours['peak_rss_mb']:.0f} MB; "
           f"{ours['how']})")

@@ -328,18 +328,18 @@ impl TextEncoder {
             )))?;
         // Runs by length can also cache template prefixes when the attention is
         // found: the main plan then gives keys and values too.
-        let (typed, suffix) = match shape.any_length {
-            true => match Self::prefix_plans(&typed, &length_dim) {
-                Ok((main, suffix)) => (main, Some(suffix)),
+        let suffix = match shape.any_length {
+            true => match Self::suffix_plan(&typed, &length_dim) {
+                Ok(suffix) => Some(suffix),
                 Err(why) => {
                     log::info!(
                         "{}: template prefixes are not cached: {why}",
                         path.display()
                     );
-                    (typed, None)
+                    None
                 }
             },
-            false => (typed, None),
+            false => None,
         };
         let typed = typed.into_optimized().map_err(load_err(format!(
             "does not accept [{batch_dim}, {length_dim}] token ids"
@@ -374,20 +374,14 @@ impl TextEncoder {
         })
     }
 
-    /// The prefix plan (the decluttered tower with keys and values as outputs, to
-    /// be optimised) and the optimised suffix plan, or why there are none.
-    fn prefix_plans(
-        typed: &TypedModel,
-        length: &TDim,
-    ) -> Result<(TypedModel, Arc<TypedRunnableModel>), String> {
+    /// The optimised suffix plan, or why there is none.
+    fn suffix_plan(typed: &TypedModel, length: &TDim) -> Result<Arc<TypedRunnableModel>, String> {
         let attention = prefix_cache::find_attention(typed, length)?;
-        let main = prefix_cache::with_key_value_outputs(typed.clone(), &attention)
-            .map_err(|e| format!("{e:#}"))?;
-        let suffix = prefix_cache::with_past_key_values(typed.clone(), &attention, length)
+        prefix_cache::with_key_value_outputs(typed.clone(), &attention)
+            .and_then(|m| prefix_cache::with_past_key_values(m, &attention, length))
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
-            .map_err(|e| format!("{e:#}"))?;
-        Ok((main, suffix))
+            .map_err(|e| format!("{e:#}"))
     }
 
     /// Length of the text embedding.
@@ -498,10 +492,42 @@ impl TextEncoder {
                 }
             )));
         }
+        let (Some(plan), Some(suffix_state)) = (&self.suffix, state.suffix.as_mut()) else {
+            return Err(TextEncoderError::Output(
+                "the tower cannot cache prefixes".into(),
+            ));
+        };
+        // The suffix plan after an empty prefix: its own keys and values.
+        let no_symbols =
+            SymbolValues::default().with(&plan.model().symbols.sym(prefix_cache::PREFIX_SYMBOL), 0);
+        let empty: Vec<Arc<Tensor>> = plan
+            .model()
+            .input_outlets()
+            .map_err(run)?
+            .iter()
+            .skip(1 + self.mask.is_some() as usize)
+            .map(|&outlet| {
+                let fact = plan.model().outlet_fact(outlet)?;
+                let shape = fact
+                    .shape
+                    .iter()
+                    .map(|d| {
+                        let d = d.eval(&no_symbols);
+                        d.as_i64()
+                            .and_then(|d| usize::try_from(d).ok())
+                            .ok_or_else(|| {
+                                TractError::msg(format!("cached keys or values of shape {d}"))
+                            })
+                    })
+                    .collect::<TractResult<Vec<usize>>>()?;
+                Ok(Arc::new(Tensor::zero_dt(fact.datum_type, &shape)?))
+            })
+            .collect::<TractResult<_>>()
+            .map_err(run)?;
         let batch = self.shape.batch;
         let ids = tokens.repeat(batch);
-        let inputs = self.inputs(ids, &vec![tokens.len(); batch], tokens.len(), &[])?;
-        let outputs = state.main.run(inputs).map_err(run)?;
+        let inputs = self.inputs(ids, &vec![tokens.len(); batch], tokens.len(), &empty)?;
+        let outputs = suffix_state.run(inputs).map_err(run)?;
         Ok(Prefix {
             tokens: tokens.to_vec(),
             past: outputs
