@@ -75,7 +75,7 @@ pub fn embed_labels(
 /// With cached prefixes, templates are taken one at a time (each label's embeddings
 /// are still summed in template order, so the table is the same either way up to
 /// rounding): the template's prompts are tokenized in windows, the tokens all of a
-/// window's prompts share go once through the prefix plan, and each prompt runs
+/// window's prompts share go once through the suffix plan (after an empty prefix), and each prompt runs
 /// only its tokens after them.
 pub fn embed_labels_with(
     encoder: &TextEncoder,

@@ -115,8 +115,8 @@ pub struct TextEncoder {
     schedule: Schedule,
     dim: usize,
     /// The plan for prompts after a cached prefix, when the tower has one
-    /// ([`prefix_cache`]); the main plan then gives each attention's keys and values
-    /// after the embedding.
+    /// ([`prefix_cache`]); it gives each attention's keys and values of its own
+    /// tokens after the embedding.
     suffix: Option<Arc<TypedRunnableModel>>,
 }
 
@@ -327,7 +327,7 @@ impl TextEncoder {
                 "does not accept [{batch_dim}, {length_dim}] token ids"
             )))?;
         // Runs by length can also cache template prefixes when the attention is
-        // found: the main plan then gives keys and values too.
+        // found: a second plan takes (and gives) the keys and values of a prefix.
         let suffix = match shape.any_length {
             true => match Self::suffix_plan(&typed, &length_dim) {
                 Ok(suffix) => Some(suffix),

@@ -3,13 +3,13 @@
 //!
 //! Every prompt of a template starts with the same tokens (`SOT a photo of a`), and
 //! under a causal mask the keys and values at those positions depend on nothing
-//! after them. So they are computed once per template by the *prefix* plan (the
-//! tower with each attention's keys and values as extra outputs, see
-//! [`with_key_value_outputs`]), and each prompt runs only its own tokens through
-//! the *suffix* plan ([`with_past_key_values`]): each attention scores its queries
-//! against the cached keys as well as its own, over one softmax, and sums the
-//! cached values with its own; position embeddings are read from the prefix length
-//! on.
+//! after them. The *suffix* plan takes them as inputs ([`with_past_key_values`]):
+//! each attention scores its queries against the cached keys as well as its own,
+//! over one softmax, and sums the cached values with its own; position embeddings
+//! are read from the prefix length on. It also gives its own keys and values as
+//! outputs ([`with_key_value_outputs`]), so run after an empty prefix on a
+//! template's shared tokens it computes their cache; then each prompt runs only
+//! its own tokens.
 //!
 //! Both passes work on tract's decluttered graph and find the attention by its
 //! shape (a softmax over the key axis between two matrix products), so they serve
@@ -212,7 +212,8 @@ fn attention_at(
 }
 
 /// The tower with each attention's keys and values added as outputs after its own
-/// (keys then values, attention by attention): the prefix plan.
+/// (keys then values, attention by attention); before [`with_past_key_values`],
+/// these are the keys and values of its own tokens.
 pub fn with_key_value_outputs(
     mut model: TypedModel,
     attention: &[Attention],
