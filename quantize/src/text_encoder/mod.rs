@@ -23,6 +23,7 @@ use crate::tower::{TowerError, TowerInputs};
 
 mod embed;
 pub mod prefix_cache;
+mod probe;
 pub mod sequence_axis;
 #[cfg(test)]
 mod tests;
@@ -215,22 +216,23 @@ impl TextEncoder {
             },
             Schedule::ByLength,
         );
-        let why = match symbolic.map(|encoder| (encoder.check_by_length(), encoder)) {
-            Ok((Ok(()), mut encoder)) => {
-                if encoder.caches_prefixes() {
-                    if let Err(why) = encoder.check_prefix_cache() {
-                        log::warn!(
-                            "{}: {why}; template prefixes are not cached (slower)",
-                            path.display()
-                        );
-                        encoder.suffix = None;
+        let why =
+            match symbolic.map(|encoder| (encoder.check_probe(probe::Probe::ByLength), encoder)) {
+                Ok((Ok(()), mut encoder)) => {
+                    if encoder.caches_prefixes() {
+                        if let Err(why) = encoder.check_probe(probe::Probe::AfterPrefix) {
+                            log::warn!(
+                                "{}: {why}; template prefixes are not cached (slower)",
+                                path.display()
+                            );
+                            encoder.suffix = None;
+                        }
                     }
+                    return Ok(encoder);
                 }
-                return Ok(encoder);
-            }
-            Ok((Err(why), _)) => why,
-            Err(e) => format!("cannot run on fewer than 77 tokens ({})", error_chain(&e)),
-        };
+                Ok((Err(why), _)) => why,
+                Err(e) => format!("cannot run on fewer than 77 tokens ({})", error_chain(&e)),
+            };
         log::warn!(
             "{}: {why}; every prompt runs over all 77 positions (slower)",
             path.display()
@@ -656,76 +658,6 @@ impl TextEncoder {
         out.copy_from_slice(wanted);
         Ok(())
     }
-
-    /// Checks that the probe prompts of [`check_by_length`](Self::check_by_length),
-    /// run after their shared prefix, embed as they do over all 77 positions.
-    fn check_prefix_cache(&self) -> Result<(), String> {
-        let (short, long) = probe_prompts();
-        let rows = [&short, &long];
-        let mut state = self.state().map_err(|e| error_chain(&e))?;
-        let mut after = vec![0.0; 2 * self.dim];
-        let mut full = vec![0.0; 2 * self.dim];
-        self.run_with(&mut state, &rows, &mut full, Schedule::FullLength)
-            .map_err(|e| format!("probe prompts fail on 77 positions: {}", error_chain(&e)))?;
-        let prefix = self
-            .prefix(&mut state, &short[..token_count(&short) - 1])
-            .map_err(|e| format!("the probe prefix fails: {}", error_chain(&e)))?;
-        self.run_after(&mut state, &prefix, &rows, &mut after)
-            .map_err(|e| format!("probe prompts fail after their prefix: {}", error_chain(&e)))?;
-        let diff = max_normalized_difference(&full, &after, self.dim);
-        if diff > BY_LENGTH_TOLERANCE {
-            return Err(format!(
-                "probe prompts embed differently after a cached prefix than on 77 positions \
-                 (by {diff:.2e} per component)"
-            ));
-        }
-        log::debug!("runs after a cached prefix agree with 77 positions within {diff:.1e}");
-        Ok(())
-    }
-
-    /// Checks that two probe prompts of different lengths, run together on the
-    /// longer one's length, embed as they do over all 77 positions.
-    fn check_by_length(&self) -> Result<(), String> {
-        let (short, long) = probe_prompts();
-        let rows = [&short, &long];
-        let mut state = self.state().map_err(|e| error_chain(&e))?;
-        let mut by_length = vec![0.0; 2 * self.dim];
-        let mut full = vec![0.0; 2 * self.dim];
-        self.run_with(&mut state, &rows, &mut full, Schedule::FullLength)
-            .map_err(|e| format!("probe prompts fail on 77 positions: {}", error_chain(&e)))?;
-        self.run_with(&mut state, &rows, &mut by_length, Schedule::ByLength)
-            .map_err(|e| {
-                format!(
-                    "probe prompts fail on their own length: {}",
-                    error_chain(&e)
-                )
-            })?;
-        let diff = max_normalized_difference(&full, &by_length, self.dim);
-        if diff > BY_LENGTH_TOLERANCE {
-            return Err(format!(
-                "probe prompts embed differently on their own length than on 77 positions \
-                 (by {diff:.2e} per component): the tower reads past the end of a prompt"
-            ));
-        }
-        log::debug!("runs by length agree with 77 positions within {diff:.1e} on probe prompts");
-        Ok(())
-    }
-}
-
-/// Two probe prompts: "a photo of a" and "a photo of a small red dog ." in CLIP's
-/// vocabulary, tokenized.
-fn probe_prompts() -> ([i64; CONTEXT_LENGTH], [i64; CONTEXT_LENGTH]) {
-    let probe = |words: &[i64]| {
-        let mut row = [0i64; CONTEXT_LENGTH];
-        row[0] = SOT;
-        row[1..=words.len()].copy_from_slice(words);
-        row[words.len() + 1] = EOT;
-        row
-    };
-    (
-        probe(&[320, 1125, 539, 320]),
-        probe(&[320, 1125, 539, 320, 2442, 736, 1929, 269]),
-    )
 }
 
 /// Positions a tokenized prompt occupies: up to and including its EOT.
