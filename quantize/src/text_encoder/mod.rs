@@ -118,7 +118,14 @@ pub struct TextEncoder {
     /// The plan for prompts after a cached prefix, when the tower has one
     /// ([`prefix_cache`]); it gives each attention's keys and values of its own
     /// tokens after the embedding.
-    suffix: Option<Arc<TypedRunnableModel>>,
+    suffix: Option<SuffixPlan>,
+}
+
+/// The plan for prompts after a cached prefix, with the inputs that stand for an
+/// empty prefix (keys and values of length 0).
+struct SuffixPlan {
+    plan: Arc<TypedRunnableModel>,
+    empty_past: Vec<Arc<Tensor>>,
 }
 
 /// Per-thread run state: tract's buffers, kept from one run to the next.
@@ -377,13 +384,38 @@ impl TextEncoder {
     }
 
     /// The optimised suffix plan, or why there is none.
-    fn suffix_plan(typed: &TypedModel, length: &TDim) -> Result<Arc<TypedRunnableModel>, String> {
+    fn suffix_plan(typed: &TypedModel, length: &TDim) -> Result<SuffixPlan, String> {
         let attention = prefix_cache::find_attention(typed, length)?;
-        prefix_cache::with_key_value_outputs(typed.clone(), &attention)
+        let model = prefix_cache::with_key_value_outputs(typed.clone(), &attention)
             .and_then(|m| prefix_cache::with_past_key_values(m, &attention, length))
             .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| format!("{e:#}"))
+            .map_err(|e| format!("{e:#}"))?;
+        // The cached inputs come after the token ids (and the attention mask).
+        let empty_prefix =
+            SymbolValues::default().with(&model.symbols.sym(prefix_cache::PREFIX_SYMBOL), 0);
+        let cached = model.inputs.len() - 2 * attention.len();
+        let empty_past = model.inputs[cached..]
+            .iter()
+            .map(|&outlet| {
+                let fact = model.outlet_fact(outlet)?;
+                let shape = fact
+                    .shape
+                    .iter()
+                    .map(|d| {
+                        let d = d.eval(&empty_prefix);
+                        d.as_i64()
+                            .and_then(|d| usize::try_from(d).ok())
+                            .ok_or_else(|| {
+                                TractError::msg(format!("cached keys or values of shape {d}"))
+                            })
+                    })
+                    .collect::<TractResult<Vec<usize>>>()?;
+                Ok(Arc::new(Tensor::zero_dt(fact.datum_type, &shape)?))
+            })
+            .collect::<TractResult<_>>()
+            .map_err(|e| format!("{e:#}"))?;
+        let plan = model.into_runnable().map_err(|e| format!("{e:#}"))?;
+        Ok(SuffixPlan { plan, empty_past })
     }
 
     /// Length of the text embedding.
@@ -407,7 +439,7 @@ impl TextEncoder {
         Ok(RunState {
             main: TypedSimpleState::new(&self.plan).map_err(run)?,
             suffix: match &self.suffix {
-                Some(plan) => Some(TypedSimpleState::new(plan).map_err(run)?),
+                Some(suffix) => Some(TypedSimpleState::new(&suffix.plan).map_err(run)?),
                 None => None,
             },
         })
@@ -459,16 +491,7 @@ impl TextEncoder {
                 .unwrap_or(CONTEXT_LENGTH),
             _ => CONTEXT_LENGTH,
         };
-        // Pad the batch with empty prompts; their outputs are dropped.
-        let mut empty = [0i64; CONTEXT_LENGTH];
-        empty[0] = SOT;
-        empty[1] = EOT;
-        let padded: Vec<&[i64; CONTEXT_LENGTH]> = (0..self.shape.batch)
-            .map(|i| rows.get(i).copied().unwrap_or(&empty))
-            .collect();
-        let ids = padded.iter().flat_map(|r| &r[..length]).copied().collect();
-        let counts: Vec<usize> = padded.iter().map(|r| token_count(r)).collect();
-        let inputs = self.inputs(ids, &counts, length, &[])?;
+        let inputs = self.inputs(rows, 0, length, &[])?;
         let outputs = state.main.run(inputs).map_err(run)?;
         self.write_embeddings(&outputs[0], rows.len(), out)
     }
@@ -483,52 +506,22 @@ impl TextEncoder {
     /// not included) for [`run_after`](Self::run_after).
     pub fn prefix(&self, state: &mut RunState, tokens: &[i64]) -> Result<Prefix, TextEncoderError> {
         let run = |source: TractError| TextEncoderError::Run { source };
-        if self.suffix.is_none() || tokens.is_empty() || tokens.len() >= CONTEXT_LENGTH {
-            return Err(TextEncoderError::Output(format!(
-                "a prefix of {} tokens, on a tower that {} cache prefixes",
-                tokens.len(),
-                if self.suffix.is_some() {
-                    "can"
-                } else {
-                    "cannot"
-                }
-            )));
-        }
-        let (Some(plan), Some(suffix_state)) = (&self.suffix, state.suffix.as_mut()) else {
+        let (Some(suffix), Some(suffix_state)) = (&self.suffix, state.suffix.as_mut()) else {
             return Err(TextEncoderError::Output(
                 "the tower cannot cache prefixes".into(),
             ));
         };
-        // The suffix plan after an empty prefix: its own keys and values.
-        let no_symbols =
-            SymbolValues::default().with(&plan.model().symbols.sym(prefix_cache::PREFIX_SYMBOL), 0);
-        let empty: Vec<Arc<Tensor>> = plan
-            .model()
-            .input_outlets()
-            .map_err(run)?
-            .iter()
-            .skip(1 + self.mask.is_some() as usize)
-            .map(|&outlet| {
-                let fact = plan.model().outlet_fact(outlet)?;
-                let shape = fact
-                    .shape
-                    .iter()
-                    .map(|d| {
-                        let d = d.eval(&no_symbols);
-                        d.as_i64()
-                            .and_then(|d| usize::try_from(d).ok())
-                            .ok_or_else(|| {
-                                TractError::msg(format!("cached keys or values of shape {d}"))
-                            })
-                    })
-                    .collect::<TractResult<Vec<usize>>>()?;
-                Ok(Arc::new(Tensor::zero_dt(fact.datum_type, &shape)?))
-            })
-            .collect::<TractResult<_>>()
-            .map_err(run)?;
-        let batch = self.shape.batch;
-        let ids = tokens.repeat(batch);
-        let inputs = self.inputs(ids, &vec![tokens.len(); batch], tokens.len(), &empty)?;
+        if tokens.is_empty() || tokens.len() >= CONTEXT_LENGTH {
+            return Err(TextEncoderError::Output(format!(
+                "a prefix of {} tokens",
+                tokens.len()
+            )));
+        }
+        // The suffix plan after an empty prefix gives the prefix's own keys and
+        // values.
+        let mut row = [0i64; CONTEXT_LENGTH];
+        row[..tokens.len()].copy_from_slice(tokens);
+        let inputs = self.inputs(&[&row], 0, tokens.len(), &suffix.empty_past)?;
         let outputs = suffix_state.run(inputs).map_err(run)?;
         Ok(Prefix {
             tokens: tokens.to_vec(),
@@ -573,18 +566,7 @@ impl TextEncoder {
             .max()
             .unwrap_or(start + 1)
             - start;
-        let mut empty = [0i64; CONTEXT_LENGTH];
-        empty[start] = EOT;
-        let padded: Vec<&[i64; CONTEXT_LENGTH]> = (0..self.shape.batch)
-            .map(|i| rows.get(i).copied().unwrap_or(&empty))
-            .collect();
-        let ids = padded
-            .iter()
-            .flat_map(|r| &r[start..start + length])
-            .copied()
-            .collect();
-        let counts: Vec<usize> = padded.iter().map(|r| token_count(r) - start).collect();
-        let inputs = self.inputs(ids, &counts, length, &prefix.past)?;
+        let inputs = self.inputs(rows, start, length, &prefix.past)?;
         let outputs = suffix_state.run(inputs).map_err(run)?;
         self.write_embeddings(&outputs[0], rows.len(), out)
     }
@@ -607,32 +589,43 @@ impl TextEncoder {
         Ok(())
     }
 
-    /// The inputs of one run: `ids` (a full batch of rows of `length` tokens, row by
-    /// row), the attention mask when the tower reads one (1 on the first `counts[i]`
-    /// positions of row `i`: the mask a Hugging Face tokenizer gives with the same
-    /// padding), then `past`.
+    /// The inputs of one run: the tokens at positions `start..start + length` of
+    /// each row, the batch filled up with copies of the first row (their outputs
+    /// are dropped); the attention mask when the tower reads one (1 up to and
+    /// including each row's EOT, 0 on the padding after it: the mask a Hugging Face
+    /// tokenizer gives with the same padding); then `past`.
     fn inputs(
         &self,
-        ids: Vec<i64>,
-        counts: &[usize],
+        rows: &[&[i64; CONTEXT_LENGTH]],
+        start: usize,
         length: usize,
         past: &[Arc<Tensor>],
     ) -> Result<TVec<TValue>, TextEncoderError> {
         let run = |source: TractError| TextEncoderError::Run { source };
-        let batch = counts.len();
+        let Some(first) = rows.first() else {
+            return Err(TextEncoderError::Output("a run of no prompts".into()));
+        };
+        let batch = self.shape.batch;
+        let padded = || (0..batch).map(|i| rows.get(i).unwrap_or(first));
         let to_input = |values: Vec<i64>, dt: DatumType| -> TractResult<TValue> {
             let tensor = Tensor::from_shape(&[batch, length], &values)?;
             Ok(tensor.cast_to_dt(dt)?.into_owned().into_tvalue())
         };
+        let ids = padded()
+            .flat_map(|r| &r[start..start + length])
+            .copied()
+            .collect();
         let mut inputs = tvec!(to_input(ids, self.input_type).map_err(run)?);
         if let Some((dt, at)) = self.mask {
-            let mask = counts
-                .iter()
-                .flat_map(|&count| (0..length).map(move |i| (i < count) as i64))
+            let mask = padded()
+                .flat_map(|r| {
+                    let count = token_count(r) - start;
+                    (0..length).map(move |i| (i < count) as i64)
+                })
                 .collect();
             inputs.insert(at, to_input(mask, dt).map_err(run)?);
         }
-        inputs.extend(past.iter().map(|t| TValue::from_const(t.clone())));
+        inputs.extend(past.iter().cloned().map(TValue::from_const));
         Ok(inputs)
     }
 
