@@ -420,6 +420,10 @@ def main(argv=None):
                    help="HF attention implementation used for tracing (default eager: plain "
                         "MatMul/Softmax, explicit causal mask)")
     p.add_argument("--no-verify", action="store_true", help="skip the onnxruntime parity check")
+    p.add_argument("--outliers", type=int, default=0, metavar="N",
+                   help="give N channels of every LayerNorm feeding linear layers in the image "
+                        "tower the outliers of a trained model (10-100x, offset), without changing "
+                        "its function (see outliers.py); recorded in model.json")
     p.add_argument("--tolerance", type=float, default=1e-3,
                    help="fail if max abs diff onnxruntime vs torch exceeds this (default 1e-3)")
     a = p.parse_args(argv)
@@ -445,6 +449,19 @@ def main(argv=None):
             or meta["vocab_size"] != VOCAB_SIZE:
         print("warning: clip-edge expects 224x224 images, 77-token context and the 49408-token "
               "OpenAI vocabulary; this model differs (recorded in model.json)", file=sys.stderr)
+
+    outliers = None
+    if a.outliers:
+        from outliers import inject_outliers
+        probe = torch.from_numpy(np.random.default_rng(a.seed + 1).standard_normal(
+            (2, 3, meta["image_size"], meta["image_size"])).astype(np.float32))
+        before = img(probe)
+        outliers = inject_outliers(img, meta["source"], a.outliers, a.seed)
+        change = float((img(probe) - before).abs().max() / before.abs().max())
+        print(f"injected {a.outliers} outlier channel(s) into {len(outliers)} LayerNorms; "
+              f"embedding change max|after - before| / max|before| = {change:.1e}")
+        if not change <= 1e-4:
+            raise SystemExit(f"outlier injection changed the embedding ({change:.1e} > 1e-4)")
 
     a.out.mkdir(parents=True, exist_ok=True)
     S = meta["image_size"]
@@ -503,6 +520,7 @@ def main(argv=None):
         image_encoder=files.get("image_encoder"),
         text_encoder=files.get("text_encoder"),
         architecture=meta.pop("architecture"),
+        image_outliers=outliers,
         export=dict(exporter="torch.onnx.export(dynamo=False)", do_constant_folding=True,
                     torch_version=torch.__version__.split("+")[0],
                     parity_vs_torch=report, **meta),

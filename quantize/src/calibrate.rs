@@ -1,6 +1,7 @@
-//! Calibration for static int8: run the fp32 model on sample images, record the
-//! distribution of |x| of every tensor that gets quantized, and turn it into one
-//! scale per tensor (`minmax`, `percentile` or `entropy`).
+//! Calibration: run the fp32 model on sample images and record, for static int8,
+//! the distribution of |x| of every tensor that gets quantized, turned into one
+//! scale per tensor (`minmax`, `percentile` or `entropy`); and, for outlier
+//! smoothing, the largest |x| of each channel of a tensor.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -258,8 +259,60 @@ pub fn collect_histograms(
     tensors: &[String],
     inputs: &[(PathBuf, Vec<f32>)],
     image_size: usize,
-    mut progress: impl FnMut(usize),
+    progress: impl FnMut(usize),
 ) -> Result<HashMap<String, Histogram>, CalibrationError> {
+    let mut hists: Vec<Histogram> = vec![Histogram::default(); tensors.len()];
+    observe(
+        model,
+        tensors,
+        inputs,
+        image_size,
+        progress,
+        |i, values, _| hists[i].add(values),
+    )?;
+    Ok(tensors.iter().cloned().zip(hists).collect())
+}
+
+/// Runs the fp32 `model` on each input and returns, for each tensor in `tensors`,
+/// the largest |x| of each channel (its last axis) over all inputs and positions.
+/// `progress` is called after each image.
+pub fn collect_channel_ranges(
+    model: &ModelProto,
+    tensors: &[String],
+    inputs: &[(PathBuf, Vec<f32>)],
+    image_size: usize,
+    progress: impl FnMut(usize),
+) -> Result<HashMap<String, Vec<f32>>, CalibrationError> {
+    let mut ranges: Vec<Vec<f32>> = vec![Vec::new(); tensors.len()];
+    observe(
+        model,
+        tensors,
+        inputs,
+        image_size,
+        progress,
+        |i, values, channels| {
+            let r = &mut ranges[i];
+            r.resize(channels, 0.0);
+            for row in values.chunks_exact(channels.max(1)) {
+                for (m, v) in r.iter_mut().zip(row) {
+                    *m = m.max(v.abs());
+                }
+            }
+        },
+    )?;
+    Ok(tensors.iter().cloned().zip(ranges).collect())
+}
+
+/// Runs the fp32 `model` on each input and calls `visit(i, values, last_dim)` with
+/// the values of `tensors[i]` (the model input itself included).
+fn observe(
+    model: &ModelProto,
+    tensors: &[String],
+    inputs: &[(PathBuf, Vec<f32>)],
+    image_size: usize,
+    mut progress: impl FnMut(usize),
+    mut visit: impl FnMut(usize, &[f32], usize),
+) -> Result<(), CalibrationError> {
     let err = CalibrationError::Model;
     let mut instrumented = model.clone();
     let graph = instrumented
@@ -272,13 +325,17 @@ pub fn collect_histograms(
         .find(|i| !graph.initializer.iter().any(|t| t.name == i.name))
         .map(|i| i.name.clone())
         .unwrap_or_default();
-    // Tensors that are the model input itself are measured on the input directly.
-    let probed: Vec<&String> = tensors.iter().filter(|t| **t != input_name).collect();
-    for t in &probed {
-        graph.output.push(ValueInfoProto {
-            name: (*t).clone(),
-            ..Default::default()
-        });
+    // Tensors that are the model input itself are measured on the input directly;
+    // the others become extra outputs, in order.
+    let mut probed = Vec::new();
+    for (i, t) in tensors.iter().enumerate() {
+        if *t != input_name {
+            probed.push(i);
+            graph.output.push(ValueInfoProto {
+                name: t.clone(),
+                ..Default::default()
+            });
+        }
     }
     let bytes = model_bytes(&instrumented);
     let mut tract_model = tract_onnx::onnx()
@@ -293,26 +350,23 @@ pub fn collect_histograms(
         .map_err(err)?
         .into_runnable()
         .map_err(err)?;
-    let mut hists: HashMap<String, Histogram> = tensors
-        .iter()
-        .map(|t| (t.clone(), Histogram::default()))
-        .collect();
-    for (i, (_, x)) in inputs.iter().enumerate() {
+    for (n, (_, x)) in inputs.iter().enumerate() {
         let tensor = Tensor::from_shape(&shape, x).map_err(err)?;
         let outputs = plan.run(tvec!(tensor.into_tvalue())).map_err(err)?;
-        if let Some(h) = hists.get_mut(&input_name) {
-            h.add(x);
-        }
-        for (t, out) in probed.iter().zip(outputs.iter().skip(1)) {
-            let out = out.cast_to::<f32>().map_err(err)?;
-            let view = out.try_as_plain_ram().map_err(err)?;
-            if let Some(h) = hists.get_mut(*t) {
-                h.add(view.as_slice::<f32>().map_err(err)?);
+        for (i, t) in tensors.iter().enumerate() {
+            if *t == input_name {
+                visit(i, x, image_size);
             }
         }
-        progress(i + 1);
+        for (&i, out) in probed.iter().zip(outputs.iter().skip(1)) {
+            let out = out.cast_to::<f32>().map_err(err)?;
+            let view = out.try_as_plain_ram().map_err(err)?;
+            let channels = out.shape().last().copied().unwrap_or(1);
+            visit(i, view.as_slice::<f32>().map_err(err)?, channels);
+        }
+        progress(n + 1);
     }
-    Ok(hists)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,16 +10,18 @@ use clip_edge_core::encoder::ImageEncoder;
 use clip_quantize::calibrate::{collect_histograms, list_images, load_inputs, Inputs};
 use clip_quantize::eval::{compare, EvalReport};
 use clip_quantize::onnx_graph::model_bytes;
-use clip_quantize::prune_tokens::{
-    check_pruned, keep_only_pooled_token, PruneCheck, PruneSummary, MAX_RELATIVE_DIFF,
-};
+use clip_quantize::prune_tokens::{keep_only_pooled_token, PruneSummary};
 use clip_quantize::quant::{
     find_candidates, name_nodes, quantize, ActivationMode, QuantizeOptions, QuantizeSummary,
+    ScaleGranularity,
 };
+use clip_quantize::rewrite_check::{check_rewrite, RewriteCheck, MAX_RELATIVE_DIFF};
 use clip_quantize::tower::{self, Tower, TowerInputs};
 use tract_onnx::pb::ModelProto;
 
-use crate::{progress_bar, EvalArgs, ModeArg, QuantizeArgs};
+use crate::cmd_smooth::{mean_cosine, smooth_outliers, SmoothRequest, SmoothingReport};
+use crate::{progress_bar, EvalArgs, ModeArg, QuantizeArgs, ScalesArg};
+use clip_quantize::quant::smooth::SmoothedLayer;
 
 /// Images used by the --max-cosine-drop search (each candidate model runs on all).
 const SEARCH_IMAGES: usize = 16;
@@ -97,21 +99,52 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     } else {
         prune_last_layer(&fp32, &inputs, size)?
     };
-    // The original, loaded for the check, is the evaluation reference if there is
-    // an evaluation; otherwise its memory goes now.
-    let original = original.filter(|_| !inputs.is_empty());
     // The model that gets quantized; the pruned one's matmuls read sliced tensors.
     let model = pruned.as_ref().unwrap_or(&fp32);
-    let candidates = match &pruned {
-        Some(m) => find_candidates(m)?.0,
-        None => candidates,
-    };
 
     let mut options = QuantizeOptions {
         mode,
+        granularity: match args.activation_scales {
+            ScalesArg::Tensor => ScaleGranularity::Tensor,
+            ScalesArg::Token => ScaleGranularity::Token,
+        },
         exclude: args.exclude.clone(),
         static_scales: HashMap::new(),
     };
+    // The original fp32 model, as given: the reference for the rewrites' checks
+    // and the evaluation.
+    let load_original = || ImageEncoder::from_onnx_bytes(&model_bytes(&fp32), &args.model, size);
+    let mut original = original;
+    let search: Inputs = inputs.iter().take(SEARCH_IMAGES).cloned().collect();
+    let (smoothed, smoothing) = if args.no_smooth || mode == ActivationMode::Weights {
+        (None, None)
+    } else {
+        let encoder = match original.as_mut() {
+            Some(e) => e,
+            None => original.insert(load_original()?),
+        };
+        let (smoothed, report) = smooth_outliers(SmoothRequest {
+            model,
+            options: &options,
+            method: args.method,
+            calibration: &inputs,
+            search: &search,
+            alpha: args.smooth_alpha,
+            original: encoder,
+            name: &args.model,
+        })?;
+        (smoothed, Some(report))
+    };
+    let model = smoothed.as_ref().unwrap_or(model);
+    let candidates = find_candidates(model)?.0;
+    // The evaluation needs the original only when there are images to run
+    // (otherwise its memory goes before quantizing).
+    let mut reference = match original {
+        _ if inputs.is_empty() => None,
+        Some(encoder) => Some(encoder),
+        None => Some(load_original()?),
+    };
+
     if mode == ActivationMode::Static {
         let tensors: Vec<String> = candidates.iter().map(|c| c.input.clone()).collect();
         let bar = progress_bar(inputs.len(), "calibrating", "images");
@@ -126,20 +159,8 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     }
 
     let (mut int8, mut summary) = quantize(model, &options)?;
-    // The reference is the original fp32 model, as given.
-    let mut reference = match original {
-        Some(encoder) => Some(encoder),
-        None if inputs.is_empty() => None,
-        None => Some(ImageEncoder::from_onnx_bytes(
-            &model_bytes(&fp32),
-            &args.model,
-            size,
-        )?),
-    };
-
     let mut kept_for_cosine = Vec::new();
     if let (Some(x), Some(reference)) = (args.max_cosine_drop, reference.as_mut()) {
-        let search: Inputs = inputs.iter().take(SEARCH_IMAGES).cloned().collect();
         kept_for_cosine = keep_sensitive_layers(
             model,
             &int8,
@@ -182,11 +203,15 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
         &kept_for_cosine,
         out,
     );
+    if let Some(sm) = &smoothing {
+        print_smoothing(sm);
+    }
     if let Some(path) = &args.report {
         let report = serde_json::json!({
             "model": args.model.display().to_string(),
             "out": out.display().to_string(),
             "mode": mode,
+            "activation_scales": options.granularity,
             "method": (mode == ActivationMode::Static).then_some(args.method),
             "fp32_bytes": fp32_size,
             "int8_bytes": bytes.len(),
@@ -195,6 +220,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
             "skipped": summary.skipped,
             "kept_fp32_for_cosine": kept_for_cosine,
             "token_pruning": pruning,
+            "smoothing": smoothing,
             "calibration_images": inputs.len(),
             "eval": eval,
         });
@@ -210,7 +236,7 @@ struct TokenPruning {
     #[serde(flatten)]
     summary: PruneSummary,
     /// The pruned fp32 model against the original (when it was checked).
-    check: Option<PruneCheck>,
+    check: Option<RewriteCheck>,
 }
 
 /// `fp32` with its last layer computed for the pooled token only, if the graph
@@ -238,7 +264,7 @@ fn prune_last_layer(
     let mut original =
         ImageEncoder::from_onnx_bytes(&model_bytes(fp32), Path::new("<fp32>"), size)?;
     let bar = progress_bar(inputs.len(), "checking the pruned model", "inputs");
-    let check = check_pruned(
+    let check = check_rewrite(
         &mut original,
         &pruned,
         inputs.iter().map(|(_, x)| {
@@ -300,17 +326,6 @@ fn spread<T: Clone>(items: &[T], max: usize) -> Vec<T> {
     (0..max)
         .map(|i| items[i * items.len() / max].clone())
         .collect()
-}
-
-fn mean_cosine(
-    model: &ModelProto,
-    reference: &mut ImageEncoder,
-    inputs: &Inputs,
-    name: &Path,
-) -> Result<f64> {
-    let size = reference.input_shape()[2];
-    let mut enc = ImageEncoder::from_onnx_bytes(&model_bytes(model), name, size)?;
-    Ok(compare(reference, &mut enc, inputs, None, |_| {})?.cosine_mean)
 }
 
 /// Greedy search (`all` is `fp32` with every layer quantized): measure each
@@ -420,6 +435,31 @@ fn print_summary(
         eprintln!(
             "  on {} calibration images: embedding cosine to fp32 mean {:.5}, min {:.5}",
             e.images, e.cosine_mean, e.cosine_min
+        );
+    }
+}
+
+fn print_smoothing(sm: &SmoothingReport) {
+    let Some(alpha) = sm.alpha else {
+        eprintln!("  outlier smoothing not applied ({})", sm.alpha_from);
+        return;
+    };
+    let outliers: usize = sm.layers.iter().map(|l| l.outlier_channels.len()).sum();
+    let worst = |f: fn(&SmoothedLayer) -> f32| sm.layers.iter().map(f).fold(0.0, f32::max);
+    eprintln!(
+        "  outliers smoothed into the weights of {} LayerNorm outputs (strength {alpha}, {}; ranges from {}): {outliers} channel(s) over 8x the median; largest channel over median {:.1} -> {:.1}",
+        sm.layers.len(),
+        sm.alpha_from,
+        sm.ranges_from,
+        worst(|l| l.spread_before),
+        worst(|l| l.spread_after),
+    );
+    if let Some(none) = sm.search.iter().find(|p| p.alpha.is_none()) {
+        let with = sm.search.iter().find(|p| p.alpha == Some(alpha));
+        eprintln!(
+            "    search images' mean cosine: without smoothing {:.5}, with {:.5}",
+            none.cosine_mean,
+            with.map_or(f64::NAN, |p| p.cosine_mean)
         );
     }
 }

@@ -10,9 +10,11 @@
 //! | [`tower`] | one tower (image or text) out of an ONNX file as hubs publish it |
 //! | [`dynamic_quantize`] | onnxruntime's `DynamicQuantizeLinear` in core operators, for NNEF |
 //! | [`text_encoder`] | the text encoder with tract, and the label-embedding recipe |
+//! | [`qdq`] | QDQ int8 files lowered to the fp32 graph they approximate |
 //! | [`onnx_graph`] | reading, editing and writing ONNX protobuf graphs |
 //! | [`prune_tokens`] | the last layer computed for the pooled (CLS) token only |
 //! | [`quant`] | the int8 rewrite of MatMul/Gemm/patch-Conv nodes |
+//! | [`rewrite_check`] | an fp32 rewrite checked against its original |
 //! | [`calibrate`] | activation statistics and scales for static int8 |
 //! | [`eval`] | int8 against fp32: cosine, top-1 agreement, accuracy |
 //! | [`nnef_export`] | the image encoder as the NNEF tar a bundle carries |
@@ -31,7 +33,12 @@ pub mod nnef_export;
 pub mod onnx_graph;
 pub mod prompts;
 pub mod prune_tokens;
+pub mod qdq;
 pub mod quant;
+pub mod rewrite_check;
 pub mod text_encoder;
 pub mod tokenizer;
 pub mod tower;
+
+#[cfg(test)]
+mod test_graph;

@@ -21,6 +21,7 @@ use tract_onnx::prelude::Framework;
 use clip_quantize::calibrate::CalibrationMethod;
 
 mod cmd_quantize;
+mod cmd_smooth;
 
 /// Prompt counts above this get a progress bar.
 const PROGRESS_THRESHOLD: usize = 64;
@@ -150,6 +151,12 @@ struct QuantizeArgs {
     /// fixed from calibration (static), or left f32 with int8 weights only (weights).
     #[arg(long, value_enum, default_value_t = ModeArg::Dynamic)]
     mode: ModeArg,
+    /// Dynamic mode: one activation scale per tensor, or one per token (each row of
+    /// each matmul input gets its own; a token with large values no longer coarsens
+    /// the others). Per token costs about 10% more instructions per frame
+    /// (quantize/README.md).
+    #[arg(long, value_enum, default_value_t = ScalesArg::Tensor)]
+    activation_scales: ScalesArg,
     /// Folder of calibration images (recursive). Needed for static mode and
     /// --max-cosine-drop; when given, the int8 model is also evaluated on it.
     #[arg(long)]
@@ -160,6 +167,22 @@ struct QuantizeArgs {
     /// Node names to keep in fp32 (see --list).
     #[arg(long, num_args = 1..)]
     exclude: Vec<String>,
+    /// Do not smooth outlier channels. By default the channels of each LayerNorm
+    /// output that feeds quantized matmuls are rescaled against those matmuls'
+    /// weights (SmoothQuant: exact in fp32, free at run time), so that a few
+    /// channels 10-100x larger than the rest (as trained CLIP models have) do not
+    /// take the int8 range of all. Only LayerNorms with a channel over 8x their
+    /// median range are smoothed. The channel ranges come from --calibration images,
+    /// or without them from the LayerNorm's gain and bias.
+    #[arg(long, conflicts_with = "smooth_alpha")]
+    no_smooth: bool,
+    /// Smoothing strength in [0, 1]: the share of each channel's range moved from
+    /// the activations into the weights (1: every activation channel ends with the
+    /// same range). Default: chosen among
+    /// 0.3-0.7 (or no smoothing) by the mean cosine on the --calibration images;
+    /// 0.5 without them.
+    #[arg(long, value_name = "ALPHA")]
+    smooth_alpha: Option<f32>,
     /// Keep the layers whose quantization hurts most in fp32 until the mean embedding
     /// cosine to fp32 on the calibration images is at least 1 - X.
     #[arg(long, value_name = "X")]
@@ -179,6 +202,15 @@ struct QuantizeArgs {
     /// check shows the fp32 embedding unchanged.
     #[arg(long)]
     keep_all_tokens: bool,
+}
+
+/// `--activation-scales` values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ScalesArg {
+    /// One scale per tensor and frame.
+    Tensor,
+    /// One scale per token and frame.
+    Token,
 }
 
 /// `--mode` values.

@@ -9,7 +9,8 @@ use clip_edge_bundle::PreprocessConfig;
 use clip_edge_core::encoder::ImageEncoder;
 use clip_quantize::calibrate::{list_images, load_inputs};
 use clip_quantize::onnx_graph::{load_model, model_bytes, GraphIndex};
-use clip_quantize::prune_tokens::{check_pruned, keep_only_pooled_token, pseudo_random_input};
+use clip_quantize::prune_tokens::keep_only_pooled_token;
+use clip_quantize::rewrite_check::{check_rewrite, pseudo_random_input};
 use tract_onnx::pb::ModelProto;
 use tract_onnx::prelude::*;
 
@@ -161,7 +162,7 @@ fn check_catches_a_wrong_token() {
     let model = load_model(&path).unwrap();
     let (mut pruned, _) = keep_only_pooled_token(&model, &[1, 3, SIZE, SIZE]).unwrap();
     let mut a = ImageEncoder::from_onnx_bytes(&model_bytes(&model), &path, SIZE).unwrap();
-    let good = check_pruned(&mut a, &pruned, inputs().iter().map(Vec::as_slice)).unwrap();
+    let good = check_rewrite(&mut a, &pruned, inputs().iter().map(Vec::as_slice)).unwrap();
     assert_eq!(good.inputs, 2 + inputs().len());
     assert!(good.max_relative_diff < 1e-6, "{good:?}");
 
@@ -174,7 +175,7 @@ fn check_catches_a_wrong_token() {
             .unwrap();
         t.raw_data = value.to_le_bytes().to_vec();
     }
-    let bad = check_pruned(&mut a, &pruned, std::iter::empty()).unwrap();
+    let bad = check_rewrite(&mut a, &pruned, std::iter::empty()).unwrap();
     assert_eq!(bad.inputs, 2);
     assert!(bad.max_relative_diff > 1e-2, "{bad:?}");
 }

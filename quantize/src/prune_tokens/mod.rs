@@ -561,8 +561,5 @@ fn apply(model: &ModelProto, plan: &Plan) -> Result<(ModelProto, PruneSummary), 
     Ok((model, summary))
 }
 
-mod check;
-pub use check::{check_pruned, pseudo_random_input, PruneCheck, MAX_RELATIVE_DIFF};
-
 #[cfg(test)]
 mod tests;

@@ -20,6 +20,12 @@ pub(super) struct Emitter<'a> {
     /// Weight-only mode: int8 weights widened to f32 (`Cast` × scale, folded by
     /// the runtime at load), f32 matmul.
     pub(super) weights_only: bool,
+    /// Dynamic mode: one scale per token (the last axis reduced) instead of one per
+    /// tensor.
+    pub(super) per_token: bool,
+    /// The model's opset takes reduction axes as an input (18 and later), not an
+    /// attribute.
+    pub(super) axes_as_input: bool,
 }
 
 impl Emitter<'_> {
@@ -129,10 +135,31 @@ impl Emitter<'_> {
     /// max |x| is max(max x, −min x): two reductions that read `x`, where
     /// `ReduceMax(Abs(x))` would also write a copy of it (in tract 0.23.9, `Abs` cost
     /// ten times the reduction on x86).
+    ///
+    /// Per token, the reductions run over the last axis only and keep it: max |x| is
+    /// `[.., tokens, 1]`, and the output scale `max |x| · w_scale` becomes
+    /// `[.., tokens, n]`, which tract applies inside its matmul kernel.
     fn quantize_dynamic(&mut self, x: &str) -> (String, String) {
-        let keep = || vec![attr_int("keepdims", 0)];
-        let hi = self.op("ReduceMax", &[x], keep());
-        let lo = self.op("ReduceMin", &[x], keep());
+        let (hi, lo) = if !self.per_token {
+            let keep = || vec![attr_int("keepdims", 0)];
+            (
+                self.op("ReduceMax", &[x], keep()),
+                self.op("ReduceMin", &[x], keep()),
+            )
+        } else if self.axes_as_input {
+            let axes = self.constant_i64("last_axis", &[-1]);
+            let keep = || vec![attr_int("keepdims", 1)];
+            (
+                self.op("ReduceMax", &[x, &axes], keep()),
+                self.op("ReduceMin", &[x, &axes], keep()),
+            )
+        } else {
+            let keep = || vec![attr_int("keepdims", 1), attr_ints("axes", &[-1])];
+            (
+                self.op("ReduceMax", &[x], keep()),
+                self.op("ReduceMin", &[x], keep()),
+            )
+        };
         let neg_lo = self.op("Neg", &[&lo], vec![]);
         let amax = self.op("Max", &[&hi, &neg_lo], vec![]);
         let eps = self.constant_f32("min_amax", &[], &[MIN_SCALE * 127.0]);

@@ -31,6 +31,7 @@ use std::collections::HashMap;
 use tract_onnx::pb::{GraphProto, ModelProto, NodeProto, TensorProto};
 
 mod emit;
+pub mod smooth;
 
 use crate::onnx_graph::{
     get_attr_float, get_attr_int, get_attr_ints, prune_unused_initializers, GraphIndex, Namer,
@@ -59,11 +60,25 @@ pub enum ActivationMode {
     Weights,
 }
 
+/// What one dynamic activation scale covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScaleGranularity {
+    /// The whole tensor: one max |x| per frame and matmul input.
+    #[default]
+    Tensor,
+    /// Each token (row of the matmul): one max |x| per row. The scale factors out of
+    /// the integer matmul row by row, so it costs one more per-row multiply.
+    Token,
+}
+
 /// What the rewrite should do.
 #[derive(Debug, Clone)]
 pub struct QuantizeOptions {
     /// Dynamic or static activation scales.
     pub mode: ActivationMode,
+    /// Dynamic mode: one activation scale per tensor or per token.
+    pub granularity: ScaleGranularity,
     /// Node names to keep in fp32.
     pub exclude: Vec<String>,
     /// Static mode: activation scale per quantized input tensor name.
@@ -137,6 +152,9 @@ pub enum QuantizeError {
     /// The patch-embedding input has no static spatial size.
     #[error("{0}")]
     DynamicShape(String),
+    /// Outlier smoothing cannot be applied as asked.
+    #[error("smoothing: {0}")]
+    Smoothing(String),
 }
 
 /// Gives every node a non-empty, unique name (exports sometimes leave them empty),
@@ -300,6 +318,7 @@ pub fn quantize(
         skipped,
         ..Default::default()
     };
+    let opset = default_opset(&model);
     let graph = model.graph.as_mut().ok_or(QuantizeError::NoGraph)?;
     let mut namer = Namer::new(graph);
     let mut new_nodes: Vec<NodeProto> = Vec::with_capacity(graph.node.len() * 2);
@@ -338,6 +357,8 @@ pub fn quantize(
                 prefix: cand.node.clone(),
                 quantized: &mut quantized,
                 weights_only: options.mode == ActivationMode::Weights,
+                per_token: options.granularity == ScaleGranularity::Token,
+                axes_as_input: opset >= 18,
             };
             match cand.kind {
                 CandidateKind::MatMul => {
@@ -474,6 +495,15 @@ fn graph_input_dims(graph: &GraphProto, name: &str) -> Option<Vec<Option<usize>>
             })
             .collect(),
     )
+}
+
+/// The default-domain opset of a model (1 if it names none).
+fn default_opset(model: &ModelProto) -> i64 {
+    model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map_or(1, |o| o.version)
 }
 
 /// Raises the default-domain opset to at least `min` (MatMulInteger needs 10, Round 11).

@@ -131,6 +131,14 @@ pub enum TowerError {
         /// Values its shape holds.
         len: usize,
     },
+    /// A QDQ file with a pattern that cannot be lowered to fp32.
+    #[error("{}: {source}", path.display())]
+    Qdq {
+        /// The model file.
+        path: PathBuf,
+        /// What is not handled.
+        source: crate::qdq::QdqError,
+    },
     /// The adapted model could not be written to a temporary file.
     #[error("cannot write the {tower} tower of {} to a temporary file", path.display())]
     Temp {
@@ -386,6 +394,16 @@ pub fn select(
     if expanded > 0 {
         changes.push(format!(
             "wrote {expanded} DynamicQuantizeLinear in core operators (for NNEF)"
+        ));
+    }
+    let lowered = crate::qdq::lower_qdq(graph).map_err(|source| TowerError::Qdq {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if lowered.changed() {
+        changes.push(format!(
+            "QDQ file: folded {} quantized constants into f32 weights and removed {} activation quantize/dequantize pairs (the fp32 model it was quantized from; `clip-quantize quantize` makes int8 of it)",
+            lowered.folded_weights, lowered.removed_pairs
         ));
     }
     let widened = widen_f16(&mut model, path)?;

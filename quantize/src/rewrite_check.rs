@@ -1,5 +1,6 @@
-//! Checking a pruned model against its original: the same embeddings, to within
-//! [`MAX_RELATIVE_DIFF`].
+//! Checking an fp32 rewrite against its original: the same embeddings, to within
+//! [`MAX_RELATIVE_DIFF`]. Every graph rewrite that must not change what the model
+//! computes (the pooled-token pruning, the outlier smoothing) is checked with it.
 
 use clip_edge_core::encoder::ImageEncoder;
 use tract_onnx::pb::ModelProto;
@@ -22,34 +23,34 @@ pub fn pseudo_random_input(len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// How a pruned model compares with its original.
+/// How a rewritten model compares with its original.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct PruneCheck {
+pub struct RewriteCheck {
     /// Inputs compared.
     pub inputs: usize,
-    /// Largest `max |a - b| / |a|` over the inputs (embeddings `a` original, `b` pruned).
+    /// Largest `max |a - b| / |a|` over the inputs (embeddings `a` original, `b` rewritten).
     pub max_relative_diff: f64,
 }
 
-/// Largest relative difference `check_pruned` accepts.
+/// Largest relative difference a rewrite may make.
 pub const MAX_RELATIVE_DIFF: f64 = 1e-4;
 
-/// Runs `original` (already loaded) and `pruned` on two pseudo-random inputs and on
+/// Runs `original` (already loaded) and `rewritten` on two pseudo-random inputs and on
 /// `inputs`, and returns the largest `max |a - b| / |a|` of the embeddings.
-pub fn check_pruned<'a>(
+pub fn check_rewrite<'a>(
     original: &mut ImageEncoder,
-    pruned: &ModelProto,
+    rewritten: &ModelProto,
     inputs: impl IntoIterator<Item = &'a [f32]>,
-) -> Result<PruneCheck, clip_edge_core::encoder::EncoderError> {
+) -> Result<RewriteCheck, clip_edge_core::encoder::EncoderError> {
     let size = original.input_shape()[2];
     let mut candidate = ImageEncoder::from_onnx_bytes(
-        &model_bytes(pruned),
-        std::path::Path::new("<pruned model>"),
+        &model_bytes(rewritten),
+        std::path::Path::new("<rewritten model>"),
         size,
     )?;
     let len = original.input_len();
     let random: Vec<Vec<f32>> = (1..=2).map(|s| pseudo_random_input(len, s)).collect();
-    let mut check = PruneCheck {
+    let mut check = RewriteCheck {
         inputs: 0,
         max_relative_diff: 0.0,
     };
