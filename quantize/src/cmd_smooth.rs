@@ -1,7 +1,7 @@
 //! The outlier-smoothing step of `clip-quantize quantize`: channel ranges, the
 //! migration strength, the rewrite, and its fp32 check.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use clip_edge_core::encoder::ImageEncoder;
@@ -10,10 +10,12 @@ use clip_quantize::calibrate::{
 };
 use clip_quantize::onnx_graph::model_bytes;
 use clip_quantize::quant::smooth::{
-    estimate_ranges, find_groups, smooth, with_outliers, SmoothGroup, SmoothedLayer, DEFAULT_ALPHA,
+    find_groups, smooth, with_outliers, SmoothGroup, SmoothedLayer, DEFAULT_ALPHA,
 };
 use clip_quantize::quant::{find_candidates, quantize, ActivationMode, QuantizeOptions, Skipped};
-use clip_quantize::rewrite_check::{check_rewrite, RewriteCheck, MAX_RELATIVE_DIFF};
+use clip_quantize::rewrite_check::{
+    check_rewrite, pseudo_random_input, RewriteCheck, MAX_RELATIVE_DIFF,
+};
 use tract_onnx::pb::ModelProto;
 
 use crate::progress_bar;
@@ -102,19 +104,29 @@ pub fn smooth_outliers(
         report.alpha_from = "nothing to smooth";
         return Ok((None, report));
     }
-    let ranges = if calibration.is_empty() {
-        report.ranges_from = "LayerNorm gain and bias (no calibration images)";
-        estimate_ranges(model, &groups)?
+    let tensors: Vec<String> = groups.iter().map(|g| g.output.clone()).collect();
+    // Without calibration images, two pseudo-random ones: the outliers a trained
+    // model carries in its LayerNorms, or that arrive in their inputs (a large
+    // residual dimension), show on any input.
+    let probes: Inputs;
+    let measured_on = if calibration.is_empty() {
+        report.ranges_from = "two pseudo-random images (no calibration images)";
+        probes = (1..=2)
+            .map(|seed| {
+                let name = PathBuf::from(format!("<pseudo-random input {seed}>"));
+                (name, pseudo_random_input(original.input_len(), seed))
+            })
+            .collect();
+        &probes
     } else {
         report.ranges_from = "calibration images";
-        let tensors: Vec<String> = groups.iter().map(|g| g.output.clone()).collect();
-        let bar = progress_bar(calibration.len(), "measuring channel ranges", "images");
-        let r = collect_channel_ranges(model, &tensors, calibration, size, |i| {
-            bar.set_position(i as u64)
-        })?;
-        bar.finish_and_clear();
-        r
+        calibration
     };
+    let bar = progress_bar(measured_on.len(), "measuring channel ranges", "images");
+    let ranges = collect_channel_ranges(model, &tensors, measured_on, size, |i| {
+        bar.set_position(i as u64)
+    })?;
+    bar.finish_and_clear();
     let (groups, without) = with_outliers(groups, &ranges);
     report.skipped.extend(without);
     if groups.is_empty() {

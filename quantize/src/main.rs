@@ -172,8 +172,8 @@ struct QuantizeArgs {
     /// weights (SmoothQuant: exact in fp32, free at run time), so that a few
     /// channels 10-100x larger than the rest (as trained CLIP models have) do not
     /// take the int8 range of all. Only LayerNorms with a channel over 8x their
-    /// median range are smoothed. The channel ranges come from --calibration images,
-    /// or without them from the LayerNorm's gain and bias.
+    /// median range are smoothed. The channel ranges are measured on the
+    /// --calibration images, or without them on two pseudo-random images.
     #[arg(long, conflicts_with = "smooth_alpha")]
     no_smooth: bool,
     /// Smoothing strength in [0, 1]: the share of each channel's range moved from

@@ -18,7 +18,7 @@
 //! [`find_groups`] finds each LayerNorm (the operator, or its `Mul`-by-gain,
 //! `Add`-bias tail) whose output reaches only quantizable matmuls, through ops
 //! that keep the channel axis last (`Cast`, `Transpose`, `Gather`, `Slice`);
-//! [`estimate_ranges`] or calibration gives `max|x_j|`; [`smooth`] folds the
+//! calibration (or two pseudo-random images) gives `max|x_j|`; [`smooth`] folds the
 //! scales. The caller checks the rewritten fp32 model against the original
 //! ([`crate::rewrite_check`]).
 
@@ -38,10 +38,6 @@ pub const DEFAULT_ALPHA: f32 = 0.5;
 
 /// Smallest range and scale used, so an all-zero channel or row divides by nothing.
 const EPSILON: f32 = 1e-6;
-
-/// Without calibration, a LayerNorm's normalised values are taken to reach this
-/// many standard deviations: `max|x_j| ≈ |β_j| + NORMALISED_REACH·|γ_j|`.
-pub const NORMALISED_REACH: f32 = 3.0;
 
 /// A channel whose range is above this many times its LayerNorm's median range is
 /// an outlier; a LayerNorm without one is not smoothed.
@@ -291,44 +287,6 @@ enum Step {
 fn normalise(axis: i64, rank: usize) -> Option<usize> {
     let a = if axis < 0 { axis + rank as i64 } else { axis };
     (0..rank as i64).contains(&a).then_some(a as usize)
-}
-
-/// Channel ranges guessed from each group's gain and bias, for smoothing without
-/// calibration images: `|β_j| + NORMALISED_REACH·|γ_j|`. Outliers a trained model
-/// carries in its LayerNorm parameters show; outliers arriving in the LayerNorm's
-/// input do not (calibration sees both).
-pub fn estimate_ranges(
-    model: &ModelProto,
-    groups: &[SmoothGroup],
-) -> Result<ChannelRanges, QuantizeError> {
-    let graph = model.graph.as_ref().ok_or(QuantizeError::NoGraph)?;
-    let index = GraphIndex::new(graph);
-    let nodes: HashMap<&str, &NodeProto> =
-        graph.node.iter().map(|n| (n.name.as_str(), n)).collect();
-    let read = |op: &Operand| -> Result<Vec<f32>, QuantizeError> {
-        nodes
-            .get(op.node.as_str())
-            .and_then(|n| index.constant_f32(n.input.get(op.input)?))
-            .map(|t| t.data)
-            .ok_or_else(|| {
-                QuantizeError::Smoothing(format!("{:?}: its gain or bias is gone", op.node))
-            })
-    };
-    let mut ranges = ChannelRanges::new();
-    for g in groups {
-        let gain = read(&g.gain)?;
-        let bias = match &g.bias {
-            Some(b) => read(b)?,
-            None => vec![0.0; gain.len()],
-        };
-        let r = gain
-            .iter()
-            .zip(&bias)
-            .map(|(a, b)| b.abs() + NORMALISED_REACH * a.abs())
-            .collect();
-        ranges.insert(g.output.clone(), r);
-    }
-    Ok(ranges)
 }
 
 /// The groups with outlier channels (a range above [`OUTLIER_RATIO`] × the median),
@@ -636,7 +594,7 @@ mod tests {
             ("scale", 1)
         );
         assert_eq!(groups[0].matmuls, vec!["proj"]);
-        let ranges = estimate_ranges(&model, &groups).unwrap();
+        let ranges = ChannelRanges::from([(groups[0].output.clone(), vec![1.0, 30.0, 2.0, 1.0])]);
         let (smoothed, _) = smooth(&model, &groups, &ranges, 0.7).unwrap();
         assert_same_outputs(&model, &smoothed, &[1, 5, 4]);
         assert_ne!(
@@ -663,21 +621,38 @@ mod tests {
         assert_eq!(with_outliers(groups, &outlier).0.len(), 1);
     }
 
+    /// A residual dimension far larger than the others (here a bias) normalises to
+    /// an outlier channel that the LayerNorm's parameters (gain 1, bias 0) do not
+    /// show; a run of the model on a pseudo-random image finds it.
     #[test]
-    fn estimated_ranges_follow_gain_and_bias() {
+    fn an_outlier_arriving_in_the_layer_norm_input_shows_when_measured() {
+        const C: usize = 64;
         let mut g = G::new();
-        let ln = g.layer_norm("ln", "x", 4);
-        let w = g.weight("w", &[4, 2]);
+        let mut massive = vec![0.0; C];
+        massive[7] = 1000.0;
+        let bias = g.constant("residual_bias", &[C], &massive);
+        let h = g.op("Add", "residual", &["x", &bias]);
+        let gamma = g.constant("gamma", &[C], &[1.0; C]);
+        let beta = g.constant("beta", &[C], &[0.0; C]);
+        let ln = g.op_attrs(
+            "LayerNormalization",
+            "ln",
+            &[&h, &gamma, &beta],
+            vec![attr_int("axis", -1)],
+        );
+        let w = g.weight("w", &[C, 2]);
         let out = g.op("MatMul", "mm", &[&ln, &w]);
-        let model = g.model(&[1, 5, 4], &out);
+        let model = g.model(&[1, 3, C, C], &out);
         let (groups, _) = find_groups(&model).unwrap();
-        let ranges = estimate_ranges(&model, &groups).unwrap();
-        let graph = model.graph.as_ref().unwrap();
-        let index = GraphIndex::new(graph);
-        let gain = index.constant_f32("ln.scale").unwrap().data;
-        let bias = index.constant_f32("ln.bias").unwrap().data;
-        for (j, r) in ranges[&groups[0].output].iter().enumerate() {
-            assert_eq!(*r, bias[j].abs() + NORMALISED_REACH * gain[j].abs());
-        }
+        let x = crate::rewrite_check::pseudo_random_input(3 * C * C, 1);
+        let inputs = vec![(std::path::PathBuf::from("noise"), x)];
+        let tensors = vec![groups[0].output.clone()];
+        let measured =
+            crate::calibrate::collect_channel_ranges(&model, &tensors, &inputs, C, |_| {}).unwrap();
+        let (kept, _) = with_outliers(groups, &measured);
+        assert_eq!(kept.len(), 1);
+        let r = &measured[&tensors[0]];
+        let top = (0..C).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap();
+        assert_eq!(top, 7, "{r:?}");
     }
 }
