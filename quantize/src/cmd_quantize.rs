@@ -57,6 +57,11 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     let Some(out) = args.out.as_deref() else {
         bail!("--out is required");
     };
+    if let Some(a) = args.smooth_alpha {
+        if !(0.0..=1.0).contains(&a) {
+            bail!("--smooth-alpha must be in [0, 1], got {a}");
+        }
+    }
     if let Some(x) = args.max_cosine_drop {
         if !(0.0..1.0).contains(&x) {
             bail!("--max-cosine-drop must be in [0, 1), got {x}");

@@ -101,7 +101,8 @@ enum Command {
         /// The ONNX image encoder (pixel_values [batch,3,224,224] -> image_embeds
         /// [batch,dim]): our export, a hub's vision_model.onnx (fp32 or fp16; outputs
         /// other than the embedding are dropped), a combined model.onnx, whose image
-        /// tower is used, or an int8 file from `clip-quantize quantize`.
+        /// tower is used, an int8 file from `clip-quantize quantize`, or a QDQ int8
+        /// file (bundled with its own arithmetic, its matmuls on int8).
         #[arg(long)]
         image_model: PathBuf,
         /// The output holding the image embedding, when the file has several and none
@@ -137,7 +138,7 @@ enum FormatArg {
 #[derive(clap::Args)]
 struct QuantizeArgs {
     /// The fp32 ONNX image encoder, or a hub export holding one (see `bundle
-    /// --image-model`).
+    /// --image-model`), or a QDQ int8 file (taken back to its fp32 model first).
     #[arg(long)]
     model: PathBuf,
     /// The output holding the image embedding, when the file has several and none is

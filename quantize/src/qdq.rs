@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 
 use tract_onnx::pb::{tensor_proto::DataType, GraphProto, TensorProto};
 
-use crate::onnx_graph::{f32_tensor, get_attr_int, node, tensor_f32, GraphIndex};
+use crate::onnx_graph::{attr_int, f32_tensor, get_attr_int, node, tensor_f32, GraphIndex};
 
 /// What lowering did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -146,6 +146,242 @@ pub fn lower_qdq(graph: &mut GraphProto) -> Result<QdqLowering, QdqError> {
     graph.initializer.extend(folded);
     crate::onnx_graph::prune_unused_initializers(graph);
     Ok(lowering)
+}
+
+/// 1.5 · 2^23: adding then subtracting it rounds an f32 to the nearest integer,
+/// ties to even, as `QuantizeLinear` does (exact for |v| < 2^22).
+const ROUND_MAGIC: f32 = 12_582_912.0;
+
+/// Writes a QDQ `graph` (one with `QuantizeLinear` nodes) in the arithmetic the file
+/// specifies, in operators tract runs and writes as NNEF:
+///
+/// ```text
+/// each activation pair:  r = round(Clip(x / s, qmin − z, qmax − z));  x' = r · s
+/// a MatMul of a pair and an int8 weight (zero point 0, per tensor or per column):
+///     acc = MatMulInteger(Cast<int8>(r + z), Wq)
+///     y   = Cast<float>(acc) · (s · s_w) − z · colsum(Wq) · s · s_w
+/// other dequantized constants: folded to f32
+/// ```
+///
+/// `x'` equals `DequantizeLinear(QuantizeLinear(x))`, and the integer matmul is
+/// exact, so the result is the file's (up to f32 summation order). Returns how many
+/// matmuls run on integers and how many pairs were rewritten.
+pub fn keep_qdq_arithmetic(graph: &mut GraphProto) -> Result<QdqArithmetic, QdqError> {
+    if !graph.node.iter().any(|n| n.op_type == "QuantizeLinear") {
+        return Ok(QdqArithmetic::default());
+    }
+    let mut done = QdqArithmetic::default();
+    let mut folded: Vec<String> = Vec::new();
+    let mut namer = crate::onnx_graph::Namer::new(graph);
+    let mut inits: Vec<TensorProto> = Vec::new();
+    let mut nodes: Vec<tract_onnx::pb::NodeProto> = Vec::new();
+    {
+        let index = GraphIndex::new(graph);
+        // Each pair's DequantizeLinear output → (rounded tensor r, scale, zero point).
+        let mut pairs: HashMap<&str, (String, f32, i64)> = HashMap::new();
+        let mut int8_of: HashMap<String, String> = HashMap::new();
+        for n in &graph.node {
+            let problem = |p: String| QdqError::UnsupportedConstant {
+                node: n.name.clone(),
+                problem: p,
+            };
+            let base = namer.fresh(&format!("{}/qdq", n.name));
+            let mut emit = |op: &str, inputs: &[&str], output: &str, attrs| {
+                let name = namer.fresh(&format!("{}/{}", n.name, op.to_lowercase()));
+                nodes.push(node(op, &name, inputs, &[output], attrs));
+            };
+            match n.op_type.as_str() {
+                "QuantizeLinear" => {} // its DequantizeLinear does the work
+                "DequantizeLinear" => {
+                    if let Some(q) = index.constant(&n.input[0]) {
+                        // Counted at the end: weights of integer matmuls go unused.
+                        inits.push(dequantize_constant(n, q, &index)?);
+                        folded.push(n.output[0].clone());
+                        continue;
+                    }
+                    let Some(q) = index
+                        .producer(&n.input[0])
+                        .filter(|p| p.op_type == "QuantizeLinear")
+                    else {
+                        nodes.push(n.clone());
+                        continue;
+                    };
+                    let (scale, zero, lo, hi) = activation_params(q, &index).map_err(problem)?;
+                    let name = |what: &str| format!("{}/{what}", n.output[0]);
+                    let c = |inits: &mut Vec<TensorProto>, what: &str, v: f32| {
+                        inits.push(f32_tensor(&name(what), &[], &[v]));
+                        name(what)
+                    };
+                    let s = c(&mut inits, "scale", scale);
+                    let (a, b) = (
+                        c(&mut inits, "lo", lo - zero as f32),
+                        c(&mut inits, "hi", hi - zero as f32),
+                    );
+                    let (m, neg_m) = (
+                        c(&mut inits, "magic", ROUND_MAGIC),
+                        c(&mut inits, "neg_magic", -ROUND_MAGIC),
+                    );
+                    let [v, vc, up, r] = ["div", "clip", "up", "round"].map(name);
+                    emit("Div", &[&q.input[0], &s], &v, vec![]);
+                    emit("Clip", &[&v, &a, &b], &vc, vec![]);
+                    emit("Add", &[&vc, &m], &up, vec![]);
+                    emit("Add", &[&up, &neg_m], &r, vec![]);
+                    emit("Mul", &[&r, &s], &n.output[0], vec![]);
+                    pairs.insert(n.output[0].as_str(), (r, scale, zero));
+                    done.pairs += 1;
+                }
+                "MatMul" => {
+                    let weight = index
+                        .producer(&n.input[1])
+                        .filter(|d| d.op_type == "DequantizeLinear")
+                        .and_then(|d| Some((d, index.constant(&d.input[0])?)));
+                    let plan = match (pairs.get(n.input[0].as_str()), weight) {
+                        (Some(pair), Some((dq, wq))) => integer_weight(dq, wq, &index)
+                            .filter(|_| (-128..=127).contains(&pair.2))
+                            .map(|w| (pair.clone(), w)),
+                        _ => None,
+                    };
+                    let Some(((r, s, z), (wq, dims, w_scale))) = plan else {
+                        nodes.push(n.clone());
+                        continue;
+                    };
+                    let (k, cols) = (dims[0], dims[1]);
+                    let xq = match int8_of.get(&r) {
+                        Some(x) => x.clone(),
+                        None => {
+                            let zero = format!("{r}/zero_point");
+                            inits.push(f32_tensor(&zero, &[], &[z as f32]));
+                            let (t, x) = (format!("{r}/shifted"), format!("{r}/int8"));
+                            emit("Add", &[&r, &zero], &t, vec![]);
+                            emit(
+                                "Cast",
+                                &[&t],
+                                &x,
+                                vec![attr_int("to", DataType::Int8 as i64)],
+                            );
+                            int8_of.insert(r.clone(), x.clone());
+                            x
+                        }
+                    };
+                    let w_name = format!("{base}/weight_int8");
+                    inits.push(crate::onnx_graph::i8_tensor(&w_name, &dims, &wq));
+                    let out_scale: Vec<f32> =
+                        (0..cols).map(|j| s * w_scale[j % w_scale.len()]).collect();
+                    let scale_name = format!("{base}/out_scale");
+                    inits.push(f32_tensor(&scale_name, &[cols], &out_scale));
+                    let (acc, accf) = (format!("{base}/acc"), format!("{base}/acc_f32"));
+                    emit("MatMulInteger", &[&xq, &w_name], &acc, vec![]);
+                    emit(
+                        "Cast",
+                        &[&acc],
+                        &accf,
+                        vec![attr_int("to", DataType::Float as i64)],
+                    );
+                    if z == 0 {
+                        emit("Mul", &[&accf, &scale_name], &n.output[0], vec![]);
+                    } else {
+                        // (acc − z · colsum(Wq)) · scale, the column sums folded.
+                        let offset: Vec<f32> = (0..cols)
+                            .map(|j| {
+                                let sum: i64 = (0..k).map(|i| wq[i * cols + j] as i64).sum();
+                                -(z * sum) as f32 * out_scale[j]
+                            })
+                            .collect();
+                        let offset_name = format!("{base}/zero_point_offset");
+                        inits.push(f32_tensor(&offset_name, &[cols], &offset));
+                        let scaled = format!("{base}/scaled");
+                        emit("Mul", &[&accf, &scale_name], &scaled, vec![]);
+                        emit("Add", &[&scaled, &offset_name], &n.output[0], vec![]);
+                    }
+                    done.integer_matmuls += 1;
+                }
+                _ => nodes.push(n.clone()),
+            }
+        }
+    }
+    graph.node = nodes;
+    graph.initializer.extend(inits);
+    crate::onnx_graph::prune_unused_initializers(graph);
+    let kept: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    done.folded_weights = folded.iter().filter(|f| kept.contains(f.as_str())).count();
+    Ok(done)
+}
+
+/// What [`keep_qdq_arithmetic`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QdqArithmetic {
+    /// Activation quantize/dequantize pairs written as rounding in f32.
+    pub pairs: usize,
+    /// MatMuls now on int8 (`MatMulInteger`).
+    pub integer_matmuls: usize,
+    /// Other dequantized constants folded to f32.
+    pub folded_weights: usize,
+}
+
+impl QdqArithmetic {
+    /// Whether the graph had anything to rewrite.
+    pub fn changed(&self) -> bool {
+        self.pairs + self.integer_matmuls + self.folded_weights > 0
+    }
+}
+
+/// A `QuantizeLinear`'s scalar scale and zero point, and its output type's range.
+fn activation_params(
+    q: &tract_onnx::pb::NodeProto,
+    index: &GraphIndex<'_>,
+) -> Result<(f32, i64, f32, f32), String> {
+    let scale = q
+        .input
+        .get(1)
+        .and_then(|s| index.constant(s))
+        .and_then(tensor_f32)
+        .filter(|t| t.data.len() == 1)
+        .ok_or("an activation scale that is not one constant f32 (per-axis activations are not handled)")?;
+    let (zero, signed) = match q.input.get(2).filter(|z| !z.is_empty()) {
+        // ONNX's default output type is uint8.
+        None => (0, false),
+        Some(z) => {
+            let t = index
+                .constant(z)
+                .ok_or("a zero point that is not a constant")?;
+            let v = integers(t)
+                .filter(|v| v.len() == 1)
+                .ok_or("a zero point that is not one int8 or uint8 value")?;
+            (v[0], t.data_type == DataType::Int8 as i32)
+        }
+    };
+    let (lo, hi) = if signed {
+        (-128.0, 127.0)
+    } else {
+        (0.0, 255.0)
+    };
+    Ok((scale.data[0], zero, lo, hi))
+}
+
+/// A MatMul weight the integer path takes: int8 `[K, N]`, zero point 0, one scale
+/// or one per column. Returns the values, dims and scales.
+fn integer_weight(
+    dq: &tract_onnx::pb::NodeProto,
+    wq: &TensorProto,
+    index: &GraphIndex<'_>,
+) -> Option<(Vec<i8>, Vec<usize>, Vec<f32>)> {
+    if wq.data_type != DataType::Int8 as i32 || wq.dims.len() != 2 {
+        return None;
+    }
+    let dims: Vec<usize> = wq.dims.iter().map(|&d| d.max(0) as usize).collect();
+    let values: Vec<i8> = integers(wq)?.into_iter().map(|v| v as i8).collect();
+    let scale = index.constant(dq.input.get(1)?).and_then(tensor_f32)?;
+    let per_column =
+        scale.data.len() == dims[1] && matches!(get_attr_int(dq, "axis").unwrap_or(1), 1 | -1);
+    if scale.data.len() != 1 && !per_column {
+        return None;
+    }
+    if let Some(z) = dq.input.get(2).filter(|z| !z.is_empty()) {
+        if integers(index.constant(z)?)?.iter().any(|&v| v != 0) {
+            return None;
+        }
+    }
+    (values.len() == dims[0] * dims[1]).then_some((values, dims, scale.data))
 }
 
 /// `(q − zero_point) · scale` of a constant, per tensor or along the node's axis.
@@ -279,6 +515,30 @@ mod tests {
             vec![0.5, -0.5, 1.5, -1.0, 2.5, -1.5, 3.5, 31.75],
             "(q - 0) * scale of its column"
         );
+    }
+
+    /// The rewrite computes what tract computes on the QDQ graph itself, with the
+    /// MatMul on int8.
+    #[test]
+    fn the_files_arithmetic_is_kept_with_an_integer_matmul() {
+        let mut g = G::new();
+        let out = qdq_matmul(&mut g);
+        let original = g.model(&[1, 3, 4], &out);
+        let mut kept = original.clone();
+        let done = keep_qdq_arithmetic(kept.graph.as_mut().unwrap()).unwrap();
+        assert_eq!(
+            done,
+            QdqArithmetic {
+                pairs: 1,
+                integer_matmuls: 1,
+                folded_weights: 0
+            }
+        );
+        let graph = kept.graph.as_ref().unwrap();
+        let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert!(ops.contains(&"MatMulInteger"), "{ops:?}");
+        assert!(!ops.contains(&"QuantizeLinear") && !ops.contains(&"DequantizeLinear"));
+        crate::test_graph::assert_same_outputs(&original, &kept, &[1, 3, 4]);
     }
 
     #[test]

@@ -2,53 +2,13 @@
 //! bundled shapes model and on the public-architecture fixtures, ONNX that tract
 //! loads back, and clear errors on bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use std::path::Path;
 
 use clip_quantize::onnx_graph::{load_model, node, save_model};
+use common::{eval_json, quantize_cmd, quantize_with_report, repo, scratch, text};
 use tract_onnx::pb::{GraphProto, ModelProto, OperatorSetIdProto, ValueInfoProto};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("clip-quantize-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn quantize_cmd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_clip-quantize"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
-
-fn eval_json(fp32: &Path, int8: &Path, images: &Path, labels: Option<&Path>) -> serde_json::Value {
-    let mut args = vec![
-        "eval".to_string(),
-        "--fp32".into(),
-        fp32.display().to_string(),
-        "--int8".into(),
-        int8.display().to_string(),
-        "--images".into(),
-        images.display().to_string(),
-        "--json".into(),
-    ];
-    if let Some(l) = labels {
-        args.extend(["--labels".into(), l.display().to_string()]);
-    }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = quantize_cmd(&args);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    serde_json::from_str(text(&out.stdout).trim()).unwrap()
-}
 
 #[test]
 fn shapes_int8_keeps_zero_shot_accuracy_within_one_point() {
@@ -140,146 +100,6 @@ fn public_architecture_fixtures_quantize_with_high_cosine() {
         let e = eval_json(&fp32, &int8, &images, None);
         assert!(e["cosine_mean"].as_f64().unwrap() >= 0.98, "{fixture}: {e}");
     }
-}
-
-/// Runs `quantize --model FP32 --out DIR/TAG.onnx --report DIR/TAG.json EXTRA...`,
-/// asserts it succeeds, and returns its output and the report.
-fn quantize_with_report(
-    dir: &Path,
-    fp32: &Path,
-    tag: &str,
-    extra: &[&str],
-) -> (Output, serde_json::Value) {
-    let int8 = dir.join(format!("{tag}.onnx"));
-    let report = dir.join(format!("{tag}.json"));
-    let mut args = vec![
-        "quantize",
-        "--model",
-        fp32.to_str().unwrap(),
-        "--out",
-        int8.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-    ];
-    args.extend(extra);
-    let out = quantize_cmd(&args);
-    assert!(out.status.success(), "{tag}: {}", text(&out.stderr));
-    let r = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
-    (out, r)
-}
-
-/// Quantizes `fp32` with `extra` arguments (as [`quantize_with_report`]) and returns
-/// the eval figures on the shapes eval images and the report.
-fn quantize_and_eval(
-    dir: &Path,
-    fp32: &Path,
-    tag: &str,
-    extra: &[&str],
-) -> (serde_json::Value, serde_json::Value) {
-    let (_, r) = quantize_with_report(dir, fp32, tag, extra);
-    let int8 = dir.join(format!("{tag}.onnx"));
-    let e = eval_json(fp32, &int8, &repo().join("models/shapes/eval"), None);
-    eprintln!(
-        "{tag}: cosine mean {} min {}",
-        e["cosine_mean"], e["cosine_min"]
-    );
-    (e, r)
-}
-
-/// The outlier fixtures (2 channels per LayerNorm 10-100x, offset; see
-/// models/fixtures/README.md) are the function of hf-tiny and openclip-tiny with
-/// the post-LayerNorm statistics of a trained model. Without smoothing, int8 loses
-/// them; with it (the default), the cosine targets of issue 14 hold, and the
-/// fixtures without outliers lose nothing.
-#[test]
-fn outlier_channels_are_smoothed_into_the_weights() {
-    let dir = scratch("outliers");
-    let fixtures = repo().join("models/fixtures");
-    for arch in ["hf-tiny", "openclip-tiny"] {
-        let outliers = fixtures.join(format!("{arch}-outliers/image_encoder.onnx"));
-        let (off, _) = quantize_and_eval(&dir, &outliers, &format!("{arch}-off"), &["--no-smooth"]);
-        assert!(
-            off["cosine_mean"].as_f64().unwrap() < 0.99,
-            "{arch}: outliers do no harm? {off}"
-        );
-        let (on, r) = quantize_and_eval(&dir, &outliers, &format!("{arch}-on"), &[]);
-        assert!(on["cosine_mean"].as_f64().unwrap() >= 0.999, "{arch}: {on}");
-        assert!(on["cosine_min"].as_f64().unwrap() >= 0.998, "{arch}: {on}");
-        let sm = &r["smoothing"];
-        assert_eq!(sm["alpha"].as_f64(), Some(0.5), "{sm}");
-        let layers = sm["layers"].as_array().unwrap();
-        // 2 layers x 2 LayerNorms + the final one; 2 outlier channels each.
-        assert_eq!(layers.len(), 5, "{sm}");
-        for l in layers {
-            assert_eq!(l["outlier_channels"].as_array().unwrap().len(), 2, "{l}");
-            assert!(l["spread_after"].as_f64().unwrap() < 2.0, "{l}");
-        }
-        assert!(
-            sm["check"]["max_relative_diff"].as_f64().unwrap() <= 1e-4,
-            "{sm}"
-        );
-
-        // Calibration measures the ranges and chooses the strength.
-        let samples = repo().join("models/shapes/samples");
-        let (cal, r) = quantize_and_eval(
-            &dir,
-            &outliers,
-            &format!("{arch}-calibrated"),
-            &["--calibration", samples.to_str().unwrap()],
-        );
-        assert!(
-            cal["cosine_mean"].as_f64().unwrap() >= 0.999,
-            "{arch}: {cal}"
-        );
-        let search = r["smoothing"]["search"].as_array().unwrap();
-        assert_eq!(search.len(), 6, "{r}");
-        assert!(search[0]["alpha"].is_null());
-
-        // Without outlier channels nothing is smoothed: the same int8 model.
-        let plain = fixtures.join(format!("{arch}/image_encoder.onnx"));
-        let (plain_off, _) =
-            quantize_and_eval(&dir, &plain, &format!("{arch}-plain-off"), &["--no-smooth"]);
-        let (plain_on, r) = quantize_and_eval(&dir, &plain, &format!("{arch}-plain-on"), &[]);
-        assert!(r["smoothing"]["alpha"].is_null(), "{r}");
-        assert_eq!(r["smoothing"]["alpha_from"], "no outlier channels", "{r}");
-        assert_eq!(plain_off["cosine_mean"], plain_on["cosine_mean"]);
-    }
-}
-
-/// `--activation-scales token` reduces each matmul input over its last axis only
-/// (one scale per token), and stays as close to fp32 as per-tensor scales.
-#[test]
-fn per_token_scales_reduce_the_last_axis_only() {
-    let dir = scratch("per-token");
-    let fp32 = repo().join("models/fixtures/hf-tiny/image_encoder.onnx");
-    let (tensor, _) = quantize_and_eval(&dir, &fp32, "tensor", &[]);
-    let (token, r) = quantize_and_eval(&dir, &fp32, "token", &["--activation-scales", "token"]);
-    assert_eq!(r["activation_scales"], "token", "{r}");
-    let graph = load_model(&dir.join("token.onnx")).unwrap().graph.unwrap();
-    let reductions: Vec<_> = graph
-        .node
-        .iter()
-        .filter(|n| n.op_type == "ReduceMax")
-        .collect();
-    assert!(!reductions.is_empty());
-    for n in reductions {
-        let attr = |name: &str| n.attribute.iter().find(|a| a.name == name);
-        assert_eq!(attr("keepdims").map(|a| a.i), Some(1), "{}", n.name);
-        assert_eq!(
-            attr("axes").map(|a| a.ints.clone()),
-            Some(vec![-1]),
-            "{}",
-            n.name
-        );
-    }
-    let (a, b) = (
-        tensor["cosine_mean"].as_f64().unwrap(),
-        token["cosine_mean"].as_f64().unwrap(),
-    );
-    assert!(
-        b >= 0.9999 && b >= a - 5e-5,
-        "per tensor {a}, per token {b}"
-    );
 }
 
 #[test]
@@ -437,6 +257,19 @@ fn max_cosine_drop_keeps_layers_until_the_target_holds() {
     );
 }
 
+/// `quantize --model MODEL --out OUT EXTRA...`.
+fn quantize_args<'a>(model: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    [&["quantize", "--model", model, "--out", out][..], extra].concat()
+}
+
+/// Runs `clip-quantize ARGS` and asserts it fails with `expected` in its stderr.
+fn expect_failure(args: &[&str], expected: &str) {
+    let out = quantize_cmd(args);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(stderr.contains(expected), "{args:?}: {stderr}");
+}
+
 fn write_identity_model(path: &Path) {
     let model = ModelProto {
         ir_version: 8,
@@ -470,71 +303,52 @@ fn bad_input_gives_clear_errors() {
 
     let no_matmul = dir.join("identity.onnx");
     write_identity_model(&no_matmul);
-    let out = quantize_cmd(&[
-        "quantize",
-        "--model",
-        no_matmul.to_str().unwrap(),
-        "--out",
-        out_s,
-    ]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("nothing to quantize"),
-        "{}",
-        text(&out.stderr)
+    expect_failure(
+        &[
+            "quantize",
+            "--model",
+            no_matmul.to_str().unwrap(),
+            "--out",
+            out_s,
+        ],
+        "nothing to quantize",
     );
 
     let garbage = dir.join("garbage.onnx");
     std::fs::write(&garbage, b"\xff\xff not onnx").unwrap();
-    let out = quantize_cmd(&[
-        "quantize",
-        "--model",
-        garbage.to_str().unwrap(),
-        "--out",
-        out_s,
-    ]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("garbage.onnx"),
-        "{}",
-        text(&out.stderr)
+    expect_failure(
+        &[
+            "quantize",
+            "--model",
+            garbage.to_str().unwrap(),
+            "--out",
+            out_s,
+        ],
+        "garbage.onnx",
     );
 
     let fp32 = repo().join("models/shapes/image_encoder.onnx");
-    let empty = dir.join("empty");
-    std::fs::create_dir_all(&empty).unwrap();
-    let out = quantize_cmd(&[
-        "quantize",
-        "--model",
-        fp32.to_str().unwrap(),
-        "--out",
-        out_s,
-        "--mode",
-        "static",
-        "--calibration",
-        empty.to_str().unwrap(),
-    ]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("no images found"),
-        "{}",
-        text(&out.stderr)
+    let fp32_s = fp32.to_str().unwrap();
+    // Checked before any work, whether or not the model has outliers.
+    expect_failure(
+        &quantize_args(fp32_s, out_s, &["--smooth-alpha", "1.5"]),
+        "--smooth-alpha must be in [0, 1], got 1.5",
     );
 
-    let out = quantize_cmd(&[
-        "quantize",
-        "--model",
-        fp32.to_str().unwrap(),
-        "--out",
-        out_s,
-        "--mode",
-        "static",
-    ]);
-    assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("--calibration"),
-        "{}",
-        text(&out.stderr)
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    expect_failure(
+        &quantize_args(
+            fp32_s,
+            out_s,
+            &["--mode", "static", "--calibration", empty.to_str().unwrap()],
+        ),
+        "no images found",
+    );
+
+    expect_failure(
+        &quantize_args(fp32_s, out_s, &["--mode", "static"]),
+        "--calibration",
     );
 
     // An unreadable image is skipped with a warning naming it; the rest calibrate.

@@ -42,15 +42,14 @@ fn hub_files() -> Vec<(PathBuf, bool, bool)> {
 /// The cosine to ONNX Runtime required: 0.9999 for fp32 files and 0.999 for fp16
 /// (computed in f32 here), as issue 22 asks; 0.99999 for onnxruntime's int8, whose
 /// arithmetic the bundle keeps exactly (measured 1.0000000; a text tower run in
-/// batches, each batch sharing one activation scale, gives 0.99941). A QDQ file
-/// bundles as the fp32 model it was quantized from (its weights on the file's int8
-/// grid, activations not rounded), so it is as far from ONNX Runtime on the file as
-/// the file's own activation rounding takes it (measured 0.9940 over 156 images);
-/// [`QDQ_MIN_COSINE_TO_FP32`] bounds it against the fp32 source.
+/// batches, each batch sharing one activation scale, gives 0.99941). A QDQ file's
+/// bundle keeps its arithmetic, matmuls on int8, as issue 14 asks 0.999 (measured
+/// min 0.99965 over 156 images; the attention's activation × activation matmuls
+/// run in f32 on the rounded values, where ONNX Runtime uses integers).
 fn min_cosine(file: &Path) -> f64 {
     let stem = file.file_stem().unwrap().to_str().unwrap();
     if stem.ends_with("_qdq") {
-        0.99
+        0.999
     } else if stem.ends_with("_quantized") {
         0.99999
     } else if stem.ends_with("_fp16") {
@@ -59,10 +58,6 @@ fn min_cosine(file: &Path) -> f64 {
         0.9999
     }
 }
-
-/// The cosine a QDQ file's bundle keeps to ONNX Runtime on the fp32 file the QDQ
-/// file was made from (measured min 0.99987 over 156 images).
-const QDQ_MIN_COSINE_TO_FP32: f64 = 0.9995;
 
 /// ONNX Runtime's `kind` embeddings (`image` or `text`) by `file`.
 fn reference(file: &Path, kind: &str) -> Vec<Vec<f32>> {
@@ -137,9 +132,8 @@ fn every_hub_image_tower_bundles_and_classifies_like_onnx_runtime() {
         let bundle = dir.join(name(&file).replace('/', "-"));
         make_bundle(&file, &labels, &bundle, &[]);
         let manifest = std::fs::read_to_string(bundle.join("bundle.toml")).unwrap();
-        let precision = if name(&file).contains("_quantized") {
-            // onnxruntime's dynamic int8 keeps its integer arithmetic; a QDQ file is
-            // lowered to fp32 (`quantize` makes our int8 of it).
+        // onnxruntime's dynamic int8 and QDQ files keep their integer arithmetic.
+        let precision = if name(&file).contains("_quantized") || name(&file).contains("_qdq") {
             "int8"
         } else {
             "fp32"
@@ -178,15 +172,6 @@ fn every_hub_image_tower_bundles_and_classifies_like_onnx_runtime() {
             "{}: image min cosine to ONNX Runtime {worst:.7}",
             name(&file)
         );
-        if let Some(source) = name(&file).strip_suffix("_qdq.onnx") {
-            let fp32 = repo_root().join(format!("models/fixtures/{source}.onnx"));
-            let to_fp32 = min_image_cosine(&bundle, &reference(&fp32, "image"));
-            assert!(
-                to_fp32 >= QDQ_MIN_COSINE_TO_FP32,
-                "{}: cosine to its fp32 source {to_fp32:.6}",
-                name(&file)
-            );
-        }
 
         let mut args = vec!["classify", "--bundle", bundle.to_str().unwrap(), "--json"];
         args.extend(images.iter().map(|p| p.to_str().unwrap()));
@@ -248,8 +233,9 @@ fn the_wrong_tower_or_output_fails_naming_the_flag_and_the_files_outputs() {
     assert!(!dir.join("b").exists() && !dir.join("l.safetensors").exists());
 }
 
-/// `quantize` takes a hub fp16 file and a QDQ file to our int8. The QDQ file's is
-/// compared with ONNX Runtime on the fp32 file it was made from too.
+/// `quantize` takes a hub fp16 file and a QDQ file to our int8. A QDQ file goes
+/// back to the fp32 model it was quantized from first, so our int8 of it follows
+/// that model (0.999) more closely than the file does (0.99).
 #[test]
 fn hub_image_towers_quantize_to_our_int8() {
     let dir = scratch("hub-layouts-quantize");

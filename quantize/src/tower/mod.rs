@@ -396,16 +396,6 @@ pub fn select(
             "wrote {expanded} DynamicQuantizeLinear in core operators (for NNEF)"
         ));
     }
-    let lowered = crate::qdq::lower_qdq(graph).map_err(|source| TowerError::Qdq {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if lowered.changed() {
-        changes.push(format!(
-            "QDQ file: folded {} quantized constants into f32 weights and removed {} activation quantize/dequantize pairs (the fp32 model it was quantized from; `clip-quantize quantize` makes int8 of it)",
-            lowered.folded_weights, lowered.removed_pairs
-        ));
-    }
     let widened = widen_f16(&mut model, path)?;
     if widened > 0 {
         changes.push(format!("widened {widened} f16 tensors and types to f32"));
@@ -510,23 +500,71 @@ impl PreparedTower {
     }
 }
 
-/// [`select`] on the file at `path`, each change logged at info level.
+/// What becomes of a QDQ file's quantize/dequantize pairs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QdqForm {
+    /// The fp32 model it was quantized from ([`crate::qdq::lower_qdq`]), for
+    /// `quantize` to make its own int8 of.
+    Fp32,
+    /// The file's own arithmetic, its matmuls on int8
+    /// ([`crate::qdq::keep_qdq_arithmetic`]), for bundles.
+    Exact,
+}
+
+/// [`select`] on the file at `path`, a QDQ file lowered to fp32, each change logged
+/// at info level.
 pub fn load(path: &Path, tower: Tower, output: Option<&str>) -> Result<TowerModel, TowerError> {
-    let selected = select(load_model(path)?, path, tower, output)?;
+    load_as(path, tower, output, QdqForm::Fp32)
+}
+
+/// [`load`] with a choice of what a QDQ file becomes.
+pub fn load_as(
+    path: &Path,
+    tower: Tower,
+    output: Option<&str>,
+    qdq: QdqForm,
+) -> Result<TowerModel, TowerError> {
+    let mut selected = select(load_model(path)?, path, tower, output)?;
+    let qdq_error = |source| TowerError::Qdq {
+        path: path.to_path_buf(),
+        source,
+    };
+    let graph = selected.model.graph.get_or_insert_with(Default::default);
+    match qdq {
+        QdqForm::Fp32 => {
+            let lowered = crate::qdq::lower_qdq(graph).map_err(qdq_error)?;
+            if lowered.changed() {
+                selected.changes.push(format!(
+                    "QDQ file: folded {} quantized constants into f32 weights and removed {} activation quantize/dequantize pairs (the fp32 model it was quantized from)",
+                    lowered.folded_weights, lowered.removed_pairs
+                ));
+            }
+        }
+        QdqForm::Exact => {
+            let kept = crate::qdq::keep_qdq_arithmetic(graph).map_err(qdq_error)?;
+            if kept.changed() {
+                selected.changes.push(format!(
+                    "QDQ file: its arithmetic kept, {} matmuls on int8, {} activation quantize/dequantize pairs as rounding in f32, {} other quantized constants folded to f32",
+                    kept.integer_matmuls, kept.pairs, kept.folded_weights
+                ));
+            }
+        }
+    }
     for change in &selected.changes {
         log::info!("{}: {tower} tower: {change}", path.display());
     }
     Ok(selected)
 }
 
-/// [`load`], for readers that take a path: the result is written to a temporary
-/// file only when something changed.
+/// [`load_as`] with a QDQ file's arithmetic kept ([`QdqForm::Exact`]), for readers
+/// that take a path (`bundle`, `eval`): the result is written to a temporary file
+/// only when something changed.
 pub fn prepare(
     path: &Path,
     tower: Tower,
     output: Option<&str>,
 ) -> Result<PreparedTower, TowerError> {
-    let selected = load(path, tower, output)?;
+    let selected = load_as(path, tower, output, QdqForm::Exact)?;
     if selected.changes.is_empty() {
         return Ok(PreparedTower {
             path: path.to_path_buf(),
