@@ -273,6 +273,23 @@ pub fn collect_histograms(
     Ok(tensors.iter().cloned().zip(hists).collect())
 }
 
+/// Static int8 scales of `tensors`: [`collect_histograms`] turned into one scale
+/// each by `method`.
+pub fn static_scales(
+    model: &ModelProto,
+    tensors: &[String],
+    inputs: &[(PathBuf, Vec<f32>)],
+    image_size: usize,
+    method: CalibrationMethod,
+    progress: impl FnMut(usize),
+) -> Result<HashMap<String, f32>, CalibrationError> {
+    let hists = collect_histograms(model, tensors, inputs, image_size, progress)?;
+    Ok(hists
+        .iter()
+        .map(|(t, h)| (t.clone(), h.scale(method)))
+        .collect())
+}
+
 /// Runs the fp32 `model` on each input and returns, for each tensor in `tensors`,
 /// the largest |x| of each channel (its last axis) over all inputs and positions.
 /// `progress` is called after each image.

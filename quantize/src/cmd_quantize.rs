@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clip_edge_bundle::LabelTable;
 use clip_edge_bundle::PreprocessConfig;
 use clip_edge_core::encoder::ImageEncoder;
-use clip_quantize::calibrate::{collect_histograms, list_images, load_inputs, Inputs};
+use clip_quantize::calibrate::{list_images, load_inputs, static_scales, Inputs};
 use clip_quantize::eval::{compare, EvalReport};
 use clip_quantize::onnx_graph::model_bytes;
 use clip_quantize::prune_tokens::{keep_only_pooled_token, PruneSummary};
@@ -153,14 +153,10 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     if mode == ActivationMode::Static {
         let tensors: Vec<String> = candidates.iter().map(|c| c.input.clone()).collect();
         let bar = progress_bar(inputs.len(), "calibrating", "images");
-        let hists = collect_histograms(model, &tensors, &inputs, size, |i| {
+        options.static_scales = static_scales(model, &tensors, &inputs, size, args.method, |i| {
             bar.set_position(i as u64)
         })?;
         bar.finish_and_clear();
-        options.static_scales = hists
-            .iter()
-            .map(|(t, h)| (t.clone(), h.scale(args.method)))
-            .collect();
     }
 
     let (mut int8, mut summary) = quantize(model, &options)?;

@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use clip_edge_core::encoder::ImageEncoder;
-use clip_quantize::calibrate::{
-    collect_channel_ranges, collect_histograms, CalibrationMethod, Inputs,
-};
+use clip_quantize::calibrate::{collect_channel_ranges, static_scales, CalibrationMethod, Inputs};
 use clip_quantize::onnx_graph::model_bytes;
 use clip_quantize::quant::smooth::{
     find_groups, smooth, with_outliers, SmoothGroup, SmoothedLayer, DEFAULT_ALPHA,
@@ -219,11 +217,7 @@ fn quantize_with(
     if options.mode == ActivationMode::Static {
         let (candidates, _) = find_candidates(model)?;
         let tensors: Vec<String> = candidates.iter().map(|c| c.input.clone()).collect();
-        let hists = collect_histograms(model, &tensors, inputs, size, |_| {})?;
-        options.static_scales = hists
-            .iter()
-            .map(|(t, h)| (t.clone(), h.scale(method)))
-            .collect();
+        options.static_scales = static_scales(model, &tensors, inputs, size, method, |_| {})?;
     }
     Ok(quantize(model, &options)?.0)
 }

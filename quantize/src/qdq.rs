@@ -16,6 +16,7 @@ use std::collections::{HashMap, HashSet};
 use tract_onnx::pb::{tensor_proto::DataType, GraphProto, TensorProto};
 
 use crate::onnx_graph::{attr_int, f32_tensor, get_attr_int, node, tensor_f32, GraphIndex};
+use crate::quant::ROUND_MAGIC;
 
 /// What lowering did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -58,13 +59,18 @@ pub enum QdqError {
     },
 }
 
+/// Whether `graph` is a QDQ graph: one with `QuantizeLinear` nodes. ONNX Runtime's
+/// dynamic int8 files have `DequantizeLinear`s too (of a quantized token table's
+/// `Gather`), but no `QuantizeLinear`: they keep their arithmetic.
+fn is_qdq(graph: &GraphProto) -> bool {
+    graph.node.iter().any(|n| n.op_type == "QuantizeLinear")
+}
+
 /// Lowers a QDQ `graph` (one with `QuantizeLinear` nodes; not its subgraphs):
 /// dequantized constants become f32 initializers, activation pairs are removed,
 /// other `DequantizeLinear`s stay. A graph without `QuantizeLinear` is untouched.
 pub fn lower_qdq(graph: &mut GraphProto) -> Result<QdqLowering, QdqError> {
-    // ONNX Runtime's dynamic int8 files have `DequantizeLinear`s too (of a quantized
-    // token table's `Gather`), but no `QuantizeLinear`: they keep their arithmetic.
-    if !graph.node.iter().any(|n| n.op_type == "QuantizeLinear") {
+    if !is_qdq(graph) {
         return Ok(QdqLowering::default());
     }
     let mut lowering = QdqLowering::default();
@@ -148,16 +154,12 @@ pub fn lower_qdq(graph: &mut GraphProto) -> Result<QdqLowering, QdqError> {
     Ok(lowering)
 }
 
-/// 1.5 · 2^23: adding then subtracting it rounds an f32 to the nearest integer,
-/// ties to even, as `QuantizeLinear` does (exact for |v| < 2^22).
-const ROUND_MAGIC: f32 = 12_582_912.0;
-
 /// Writes a QDQ `graph` (one with `QuantizeLinear` nodes) in the arithmetic the file
 /// specifies, in operators tract runs and writes as NNEF:
 ///
 /// ```text
 /// each activation pair:  r = round(Clip(x / s, qmin − z, qmax − z));  x' = r · s
-/// a MatMul of a pair and an int8 weight (zero point 0, per tensor or per column):
+/// a MatMul of an int8 pair and an int8 weight (zero point 0, per tensor or column):
 ///     acc = MatMulInteger(Cast<int8>(r + z), Wq)
 ///     y   = Cast<float>(acc) · (s · s_w) − z · colsum(Wq) · s · s_w
 /// other dequantized constants: folded to f32
@@ -167,18 +169,28 @@ const ROUND_MAGIC: f32 = 12_582_912.0;
 /// exact, so the result is the file's (up to f32 summation order). Returns how many
 /// matmuls run on integers and how many pairs were rewritten.
 pub fn keep_qdq_arithmetic(graph: &mut GraphProto) -> Result<QdqArithmetic, QdqError> {
-    if !graph.node.iter().any(|n| n.op_type == "QuantizeLinear") {
+    if !is_qdq(graph) {
         return Ok(QdqArithmetic::default());
     }
     let mut done = QdqArithmetic::default();
     let mut folded: Vec<String> = Vec::new();
     let mut namer = crate::onnx_graph::Namer::new(graph);
-    let mut inits: Vec<TensorProto> = Vec::new();
+    // The rounding constants, shared by every pair (`x + M − M` rounds, ties to even).
+    let (m, neg_m) = (
+        namer.fresh("qdq/round_magic"),
+        namer.fresh("qdq/round_magic_neg"),
+    );
+    let mut inits = vec![
+        f32_tensor(&m, &[], &[ROUND_MAGIC]),
+        f32_tensor(&neg_m, &[], &[-ROUND_MAGIC]),
+    ];
     let mut nodes: Vec<tract_onnx::pb::NodeProto> = Vec::new();
     {
         let index = GraphIndex::new(graph);
-        // Each pair's DequantizeLinear output → (rounded tensor r, scale, zero point).
-        let mut pairs: HashMap<&str, (String, f32, i64)> = HashMap::new();
+        // Each int8 pair's DequantizeLinear output → (rounded tensor r, scale, zero
+        // point). uint8 pairs (r + z up to 255) are not cast to int8: their matmuls
+        // stay f32 on the rounded values.
+        let mut int8_pairs: HashMap<&str, (String, f32, i64)> = HashMap::new();
         let mut int8_of: HashMap<String, String> = HashMap::new();
         for n in &graph.node {
             let problem = |p: String| QdqError::UnsupportedConstant {
@@ -217,17 +229,15 @@ pub fn keep_qdq_arithmetic(graph: &mut GraphProto) -> Result<QdqArithmetic, QdqE
                         c(&mut inits, "lo", lo - zero as f32),
                         c(&mut inits, "hi", hi - zero as f32),
                     );
-                    let (m, neg_m) = (
-                        c(&mut inits, "magic", ROUND_MAGIC),
-                        c(&mut inits, "neg_magic", -ROUND_MAGIC),
-                    );
                     let [v, vc, up, r] = ["div", "clip", "up", "round"].map(name);
                     emit("Div", &[&q.input[0], &s], &v, vec![]);
                     emit("Clip", &[&v, &a, &b], &vc, vec![]);
                     emit("Add", &[&vc, &m], &up, vec![]);
                     emit("Add", &[&up, &neg_m], &r, vec![]);
                     emit("Mul", &[&r, &s], &n.output[0], vec![]);
-                    pairs.insert(n.output[0].as_str(), (r, scale, zero));
+                    if lo == -128.0 {
+                        int8_pairs.insert(n.output[0].as_str(), (r, scale, zero));
+                    }
                     done.pairs += 1;
                 }
                 "MatMul" => {
@@ -235,10 +245,10 @@ pub fn keep_qdq_arithmetic(graph: &mut GraphProto) -> Result<QdqArithmetic, QdqE
                         .producer(&n.input[1])
                         .filter(|d| d.op_type == "DequantizeLinear")
                         .and_then(|d| Some((d, index.constant(&d.input[0])?)));
-                    let plan = match (pairs.get(n.input[0].as_str()), weight) {
-                        (Some(pair), Some((dq, wq))) => integer_weight(dq, wq, &index)
-                            .filter(|_| (-128..=127).contains(&pair.2))
-                            .map(|w| (pair.clone(), w)),
+                    let plan = match (int8_pairs.get(n.input[0].as_str()), weight) {
+                        (Some(pair), Some((dq, wq))) => {
+                            integer_weight(dq, wq, &index).map(|w| (pair.clone(), w))
+                        }
                         _ => None,
                     };
                     let Some(((r, s, z), (wq, dims, w_scale))) = plan else {
@@ -474,8 +484,14 @@ mod tests {
 
     /// `x` [1, 3, 4] → Q → DQ → MatMul(DQ(int8 weight [4, 2], per-column scales)).
     fn qdq_matmul(g: &mut G) -> String {
+        qdq_matmul_with(g, i8_tensor("x_zp", &[], &[3]))
+    }
+
+    /// [`qdq_matmul`] with the activation zero point `zp` (its type is the
+    /// quantized activation's).
+    fn qdq_matmul_with(g: &mut G, zp: TensorProto) -> String {
         let s = g.constant("x_scale", &[], &[0.05]);
-        let zp = g.add_init(i8_tensor("x_zp", &[], &[3]));
+        let zp = g.add_init(zp);
         let q = g.op("QuantizeLinear", "q", &["x", &s, &zp]);
         let dq = g.op("DequantizeLinear", "dq", &[&q, &s, &zp]);
         let wq = g.add_init(i8_tensor("wq", &[4, 2], &[1, -2, 3, -4, 5, -6, 7, 127]));
@@ -538,6 +554,28 @@ mod tests {
         let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
         assert!(ops.contains(&"MatMulInteger"), "{ops:?}");
         assert!(!ops.contains(&"QuantizeLinear") && !ops.contains(&"DequantizeLinear"));
+        crate::test_graph::assert_same_outputs(&original, &kept, &[1, 3, 4]);
+    }
+
+    /// uint8 activations (zero point 100: shifted values up to 255) do not fit the
+    /// int8 matmul: they keep an f32 matmul on the rounded values, and the result
+    /// is still the file's.
+    #[test]
+    fn uint8_activations_keep_an_f32_matmul() {
+        let mut g = G::new();
+        let zp = TensorProto {
+            name: "x_zp".into(),
+            data_type: DataType::Uint8 as i32,
+            raw_data: vec![100],
+            ..Default::default()
+        };
+        let out = qdq_matmul_with(&mut g, zp);
+        let original = g.model(&[1, 3, 4], &out);
+        let mut kept = original.clone();
+        let done = keep_qdq_arithmetic(kept.graph.as_mut().unwrap()).unwrap();
+        assert_eq!((done.pairs, done.integer_matmuls), (1, 0));
+        let graph = kept.graph.as_ref().unwrap();
+        assert!(!graph.node.iter().any(|n| n.op_type == "MatMulInteger"));
         crate::test_graph::assert_same_outputs(&original, &kept, &[1, 3, 4]);
     }
 

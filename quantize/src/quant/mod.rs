@@ -40,7 +40,7 @@ use emit::Emitter;
 
 /// 1.5 · 2^23: adding then subtracting it rounds an f32 to the nearest integer
 /// (ties to even), the classic float trick.
-const ROUND_MAGIC: f32 = 12_582_912.0;
+pub(crate) const ROUND_MAGIC: f32 = 12_582_912.0;
 
 /// Smallest activation scale, so an all-zero tensor does not divide by zero.
 const MIN_SCALE: f32 = 1e-12;
