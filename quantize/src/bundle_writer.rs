@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use clip_edge_bundle::{
-    blake3_file, sha256_file, BundleError, LabelTable, LabelsSection, Manifest, ModelFormat,
-    ModelSection, Precision, PreprocessConfig, ScoringSection, FORMAT_VERSION, LABELS_FILE,
-    MANIFEST_FILE, MODEL_FILE, MODEL_FILE_NNEF,
+    blake3_file, sha256_file, BundleError, LabelTable, LabelsSection, Manifest, ModelFamily,
+    ModelFormat, ModelSection, Precision, PreprocessConfig, ScoringSection, FORMAT_VERSION,
+    LABELS_FILE, MANIFEST_FILE, MODEL_FILE, MODEL_FILE_NNEF,
 };
 
 use crate::atomic_file::PendingFile;
@@ -37,10 +37,12 @@ pub struct BundleSpec<'a> {
     pub embedding_dim: usize,
     /// The label table.
     pub labels: &'a LabelTable,
+    /// The model's family (informational).
+    pub family: ModelFamily,
     /// Preprocessing the model expects.
     pub preprocess: PreprocessConfig,
-    /// Logit scale for the softmax.
-    pub logit_scale: f32,
+    /// How cosines become probabilities.
+    pub scoring: ScoringSection,
 }
 
 /// Writes a bundle into `dir` (created if needed) and returns its manifest.
@@ -109,6 +111,7 @@ pub fn write_bundle(dir: &Path, spec: &BundleSpec<'_>) -> Result<Manifest, Bundl
             format: spec.format,
             precision: spec.precision,
             embedding_dim: spec.embedding_dim,
+            family: spec.family,
         },
         labels: LabelsSection {
             file: LABELS_FILE.to_string(),
@@ -116,9 +119,7 @@ pub fn write_bundle(dir: &Path, spec: &BundleSpec<'_>) -> Result<Manifest, Bundl
             count: spec.labels.len(),
         },
         preprocess: spec.preprocess,
-        scoring: ScoringSection {
-            logit_scale: spec.logit_scale,
-        },
+        scoring: spec.scoring.clone(),
     };
     let pending = PendingFile::new(&manifest_dst);
     std::fs::write(pending.path(), manifest.to_toml()).map_err(io(pending.path()))?;
@@ -151,8 +152,9 @@ mod tests {
             precision: Precision::Fp32,
             embedding_dim: labels.dim(),
             labels: &labels,
+            family: ModelFamily::Clip,
             preprocess: PreprocessConfig::default(),
-            logit_scale: 100.0,
+            scoring: ScoringSection::softmax(100.0),
         };
         assert!(write_bundle(&dir, &spec).is_err());
         assert_eq!(std::fs::read(dir.join(MANIFEST_FILE)).unwrap(), before);

@@ -9,6 +9,7 @@ use clip_edge_bundle::PreprocessConfig;
 use clip_edge_core::encoder::ImageEncoder;
 use clip_quantize::calibrate::{list_images, load_inputs, static_scales, Inputs};
 use clip_quantize::eval::{compare, EvalReport};
+use clip_quantize::model_description::METADATA_KEY;
 use clip_quantize::onnx_graph::model_bytes;
 use clip_quantize::prune_tokens::{keep_only_pooled_token, PruneSummary};
 use clip_quantize::quant::{
@@ -17,7 +18,7 @@ use clip_quantize::quant::{
 };
 use clip_quantize::rewrite_check::{check_rewrite, RewriteCheck, MAX_RELATIVE_DIFF};
 use clip_quantize::tower::{self, Tower, TowerInputs};
-use tract_onnx::pb::ModelProto;
+use tract_onnx::pb::{ModelProto, StringStringEntryProto};
 
 use crate::cmd_smooth::{mean_cosine, smooth_outliers, SmoothRequest, SmoothingReport};
 use crate::{progress_bar, EvalArgs, ModeArg, QuantizeArgs, ScalesArg};
@@ -28,9 +29,14 @@ const SEARCH_IMAGES: usize = 16;
 
 /// Runs `clip-quantize quantize`.
 pub fn run(args: &QuantizeArgs) -> Result<()> {
-    let config = PreprocessConfig::default();
-    let size = config.crop_size as usize;
     let selected = tower::load(&args.model, Tower::Image, args.image_output.as_deref())?;
+    let description = args.describe.describe(
+        &args.model,
+        selected.fixed_image_size,
+        selected.embedded_description.as_deref(),
+    )?;
+    let config = description.preprocess;
+    let size = config.crop_size as usize;
     let mut fp32 = selected.model;
     if let TowerInputs::Image { pixels } = &selected.inputs {
         if tower::fix_image_size(&mut fp32, pixels, size) {
@@ -176,6 +182,15 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
         }
     }
 
+    // The int8 file carries the description, so that `bundle` finds it wherever
+    // the file is written (CLIP's defaults need no record).
+    if description.rule.is_some() {
+        int8.metadata_props.retain(|e| e.key != METADATA_KEY);
+        int8.metadata_props.push(StringStringEntryProto {
+            key: METADATA_KEY.to_string(),
+            value: description.to_json(),
+        });
+    }
     let bytes = model_bytes(&int8);
     // The written model must load in tract as the runtime will load it.
     let mut candidate = ImageEncoder::from_onnx_bytes(&bytes, out, size)
@@ -467,11 +482,20 @@ fn print_smoothing(sm: &SmoothingReport) {
 
 /// Runs `clip-quantize eval`.
 pub fn eval_cmd(args: &EvalArgs) -> Result<()> {
-    let config = PreprocessConfig::default();
-    let size = config.crop_size as usize;
     let labels = args.labels.as_deref().map(LabelTable::load).transpose()?;
     let fp32 = tower::prepare(&args.fp32, Tower::Image, None)?;
     let int8 = tower::prepare(&args.int8, Tower::Image, None)?;
+    let config = args
+        .describe
+        .describe(
+            &args.fp32,
+            fp32.fixed_image_size.or(int8.fixed_image_size),
+            fp32.embedded_description
+                .as_deref()
+                .or(int8.embedded_description.as_deref()),
+        )?
+        .preprocess;
+    let size = config.crop_size as usize;
     let mut reference = ImageEncoder::load(fp32.path(), size)?;
     let mut candidate = ImageEncoder::load(int8.path(), size)?;
     if let Some(t) = &labels {

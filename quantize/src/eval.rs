@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clip_edge_bundle::LabelTable;
+use clip_edge_bundle::{LabelTable, ScoringSection};
 use clip_edge_core::encoder::{EncoderError, ImageEncoder};
 use clip_edge_core::scoring::{dot, l2_normalize, Scorer};
 
@@ -52,7 +52,9 @@ pub fn compare(
     };
     let mut cos_sum = 0.0;
     let (mut agree, mut correct_ref, mut correct_cand) = (0usize, 0usize, 0usize);
-    let mut scorers = labels.map(|t| (Scorer::new(t, 100.0), Scorer::new(t, 100.0)));
+    // Only the ranking is used: any scale gives the same top-1.
+    let softmax = ScoringSection::softmax(100.0);
+    let mut scorers = labels.map(|t| (Scorer::new(t, &softmax), Scorer::new(t, &softmax)));
     for (i, (path, x)) in inputs.iter().enumerate() {
         let mut a = reference.encode(x)?.to_vec();
         let mut b = candidate.encode(x)?.to_vec();

@@ -29,6 +29,7 @@ pub mod bundle_writer;
 pub mod calibrate;
 pub mod dynamic_quantize;
 pub mod eval;
+pub mod model_description;
 pub mod nnef_export;
 pub mod onnx_graph;
 pub mod prompts;

@@ -6,10 +6,13 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use clip_edge_bundle::{sha256_file, LabelTable, ModelFormat, Precision, PreprocessConfig};
+use clip_edge_bundle::{
+    sha256_file, LabelTable, ModelFormat, Precision, ScoringRule, ScoringSection,
+};
 use clip_edge_core::encoder::ImageEncoder;
 use clip_edge_core::scoring::DEFAULT_LOGIT_SCALE;
 use clip_quantize::bundle_writer::{write_bundle, BundleSpec, BundleWriteError};
+use clip_quantize::model_description::{describe, DescribeRequest, ModelDescription, Preset};
 use clip_quantize::nnef_export::NnefExportError;
 use clip_quantize::prompts::{load_templates, read_labels};
 use clip_quantize::text_encoder::{embed_labels_with, PrefixUse, Schedule, TextEncoder};
@@ -97,32 +100,110 @@ enum Command {
     /// Compare an int8 image encoder with its fp32 original on images.
     Eval(EvalArgs),
     /// Pack an image encoder and a label table into a bundle directory.
-    Bundle {
-        /// The ONNX image encoder (pixel_values [batch,3,224,224] -> image_embeds
-        /// [batch,dim]): our export, a hub's vision_model.onnx (fp32 or fp16; outputs
-        /// other than the embedding are dropped), a combined model.onnx, whose image
-        /// tower is used, an int8 file from `clip-quantize quantize`, or a QDQ int8
-        /// file (bundled with its own arithmetic, its matmuls on int8).
-        #[arg(long)]
-        image_model: PathBuf,
-        /// The output holding the image embedding, when the file has several and none
-        /// is named image_embeds, image_features or image_embeddings.
-        #[arg(long, value_name = "NAME")]
-        image_output: Option<String>,
-        /// The label table written by `clip-quantize labels`.
-        #[arg(long)]
-        labels: PathBuf,
-        /// Output directory (created; its bundle files are replaced).
-        #[arg(long)]
-        out: PathBuf,
-        /// Logit scale applied to cosines before the softmax.
-        #[arg(long, default_value_t = DEFAULT_LOGIT_SCALE)]
-        logit_scale: f32,
-        /// How the model is stored: nnef (tract's decluttered model, fixed input size;
-        /// the board loads it faster and with half the memory) or onnx (the file as is).
-        #[arg(long, value_enum, default_value_t = FormatArg::Nnef)]
-        format: FormatArg,
-    },
+    ///
+    /// The bundle records how the board preprocesses frames and scores labels,
+    /// taken from the export's config beside the model (model.json,
+    /// preprocessor_config.json or open_clip_config.json), --model-config, or
+    /// --family; a model at 224x224 with none of them gets CLIP's.
+    Bundle(BundleArgs),
+}
+
+/// Arguments of `clip-quantize bundle`.
+#[derive(clap::Args)]
+struct BundleArgs {
+    /// The ONNX image encoder (pixel_values [batch,3,S,S] -> image_embeds
+    /// [batch,dim]): our export, a hub's vision_model.onnx (fp32 or fp16; outputs
+    /// other than the embedding are dropped), a combined model.onnx, whose image
+    /// tower is used, an int8 file from `clip-quantize quantize`, or a QDQ int8
+    /// file (bundled with its own arithmetic, its matmuls on int8).
+    #[arg(long)]
+    image_model: PathBuf,
+    /// The output holding the image embedding, when the file has several and none
+    /// is named image_embeds, image_features or image_embeddings.
+    #[arg(long, value_name = "NAME")]
+    image_output: Option<String>,
+    /// The label table written by `clip-quantize labels`.
+    #[arg(long)]
+    labels: PathBuf,
+    /// Output directory (created; its bundle files are replaced).
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    describe: DescribeArgs,
+    /// Softmax over the labels (CLIP, BLIP, MobileCLIP) or a sigmoid per label
+    /// (SigLIP). Default: the model config's, else softmax.
+    #[arg(long, value_enum)]
+    scoring: Option<ScoringArg>,
+    /// Multiplier of the cosines (the model's learned logit scale, exponentiated).
+    /// Default: the model config's, else 100 (OpenAI CLIP's).
+    #[arg(long, allow_hyphen_values = true)]
+    logit_scale: Option<f32>,
+    /// Added to the scaled cosine before the sigmoid (SigLIP's learned logit bias).
+    /// Default: the model config's; needed with sigmoid scoring.
+    #[arg(long, allow_hyphen_values = true)]
+    logit_bias: Option<f32>,
+    /// How the model is stored: nnef (tract's decluttered model, fixed input size;
+    /// the board loads it faster and with half the memory) or onnx (the file as is).
+    #[arg(long, value_enum, default_value_t = FormatArg::Nnef)]
+    format: FormatArg,
+}
+
+/// How the image model wants its images (`bundle`, `quantize`, `eval`).
+#[derive(clap::Args, Clone, Default)]
+pub(crate) struct DescribeArgs {
+    /// The model's config: our export's model.json, Hugging Face's
+    /// preprocessor_config.json or OpenCLIP's open_clip_config.json. Default: the
+    /// first of these found beside the image model or one folder up.
+    #[arg(long, value_name = "FILE", conflicts_with = "family")]
+    model_config: Option<PathBuf>,
+    /// Use a family's preprocessing and scoring instead of a config file (sized to
+    /// the model's input when it is fixed).
+    #[arg(long, value_enum)]
+    family: Option<Preset>,
+    /// The model's input side in pixels (for models whose input size is not fixed
+    /// in the file, or to override the config's).
+    #[arg(long, value_name = "PIXELS", value_parser = clap::value_parser!(u32).range(1..=8192))]
+    image_size: Option<u32>,
+}
+
+impl DescribeArgs {
+    /// The description of the image model at `model`, whose input is fixed at
+    /// `fixed_size` when `Some` and which may carry its own description
+    /// (`embedded`, see `model_description::METADATA_KEY`).
+    pub(crate) fn describe(
+        &self,
+        model: &Path,
+        fixed_size: Option<u32>,
+        embedded: Option<&str>,
+    ) -> Result<ModelDescription> {
+        let description = describe(
+            model,
+            fixed_size,
+            &DescribeRequest {
+                config: self.model_config.as_deref(),
+                preset: self.family,
+                image_size: self.image_size,
+                embedded,
+            },
+        )?;
+        log::info!(
+            "{}: {} model, preprocessing from {}: {:?}",
+            model.display(),
+            description.family.name(),
+            description.origin,
+            description.preprocess
+        );
+        Ok(description)
+    }
+}
+
+/// `bundle --scoring` values.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ScoringArg {
+    /// softmax(logit_scale x cosine) over the labels.
+    Softmax,
+    /// sigmoid(logit_scale x cosine + logit_bias) per label.
+    Sigmoid,
 }
 
 /// `bundle --format` values.
@@ -145,6 +226,8 @@ struct QuantizeArgs {
     /// named image_embeds, image_features or image_embeddings.
     #[arg(long, value_name = "NAME")]
     image_output: Option<String>,
+    #[command(flatten)]
+    describe: DescribeArgs,
     /// Output int8 ONNX file.
     #[arg(long, required_unless_present = "list")]
     out: Option<PathBuf>,
@@ -235,6 +318,8 @@ struct EvalArgs {
     /// The int8 image encoder.
     #[arg(long)]
     int8: PathBuf,
+    #[command(flatten)]
+    describe: DescribeArgs,
     /// Label table: adds top-1 agreement, and accuracy for folders named after labels.
     #[arg(long)]
     labels: Option<PathBuf>,
@@ -271,24 +356,7 @@ fn main() -> ExitCode {
         ),
         Command::Quantize(args) => cmd_quantize::run(&args),
         Command::Eval(args) => cmd_quantize::eval_cmd(&args),
-        Command::Bundle {
-            image_model,
-            image_output,
-            labels,
-            out,
-            logit_scale,
-            format,
-        } => bundle_cmd(
-            &image_model,
-            image_output.as_deref(),
-            &labels,
-            &out,
-            logit_scale,
-            match format {
-                FormatArg::Nnef => ModelFormat::Nnef,
-                FormatArg::Onnx => ModelFormat::Onnx,
-            },
-        ),
+        Command::Bundle(args) => bundle_cmd(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -383,23 +451,24 @@ fn labels_cmd(
     Ok(())
 }
 
-fn bundle_cmd(
-    image_model: &Path,
-    image_output: Option<&str>,
-    labels_path: &Path,
-    out: &Path,
-    logit_scale: f32,
-    format: ModelFormat,
-) -> Result<()> {
-    if !(logit_scale.is_finite() && logit_scale > 0.0) {
-        bail!("--logit-scale must be a positive number, got {logit_scale}");
-    }
-    let preprocess = PreprocessConfig::default();
+fn bundle_cmd(args: &BundleArgs) -> Result<()> {
+    let (image_model, labels_path, out) = (&args.image_model, &args.labels, &args.out);
+    let format = match args.format {
+        FormatArg::Nnef => ModelFormat::Nnef,
+        FormatArg::Onnx => ModelFormat::Onnx,
+    };
     let labels = LabelTable::load(labels_path)?;
-    let size = preprocess.crop_size as usize;
     // A hub export is cut down to its image tower first (a temporary file); the
     // bundle carries that.
-    let tower = tower::prepare(image_model, Tower::Image, image_output)?;
+    let tower = tower::prepare(image_model, Tower::Image, args.image_output.as_deref())?;
+    let description = args.describe.describe(
+        image_model,
+        tower.fixed_image_size,
+        tower.embedded_description.as_deref(),
+    )?;
+    let scoring = scoring_of(args, &description)?;
+    let preprocess = description.preprocess;
+    let size = preprocess.crop_size as usize;
     let model = tower.path();
     let mut encoder = ImageEncoder::load(model, size)
         .with_context(|| format!("cannot load the image tower of {}", image_model.display()))?;
@@ -421,8 +490,9 @@ fn bundle_cmd(
             precision,
             embedding_dim: encoder.dim(),
             labels: &labels,
+            family: description.family,
             preprocess,
-            logit_scale,
+            scoring: scoring.clone(),
         },
     )
     .map_err(|e| match e {
@@ -463,14 +533,60 @@ fn bundle_cmd(
         );
     }
     eprintln!(
-        "wrote bundle {}: {} {} model, {} labels, dim {}",
+        "wrote bundle {}: {} {} {} model at {size}x{size}, {} labels, dim {}, {} scoring",
         out.display(),
+        manifest.model.family.name(),
         format!("{:?}", manifest.model.precision).to_lowercase(),
         format!("{:?}", manifest.model.format).to_lowercase(),
         manifest.labels.count,
-        manifest.model.embedding_dim
+        manifest.model.embedding_dim,
+        format!("{:?}", manifest.scoring.rule).to_lowercase(),
     );
     Ok(())
+}
+
+/// The bundle's scoring: the flags, else the model description's, else CLIP's
+/// softmax at 100; a sigmoid needs its learned scale and bias from one of them.
+fn scoring_of(args: &BundleArgs, description: &ModelDescription) -> Result<ScoringSection> {
+    let rule = match args.scoring {
+        Some(ScoringArg::Softmax) => ScoringRule::Softmax,
+        Some(ScoringArg::Sigmoid) => ScoringRule::Sigmoid,
+        None => description.rule.unwrap_or(ScoringRule::Softmax),
+    };
+    let scale = args.logit_scale.or(description.logit_scale);
+    let bias = args.logit_bias.or(description.logit_bias);
+    let scoring = match rule {
+        ScoringRule::Softmax => ScoringSection {
+            rule,
+            logit_scale: scale.unwrap_or(DEFAULT_LOGIT_SCALE),
+            logit_bias: 0.0,
+        },
+        ScoringRule::Sigmoid => {
+            let (Some(logit_scale), Some(logit_bias)) = (scale, bias) else {
+                bail!(
+                    "sigmoid scoring needs the model's learned logit scale and bias, and {} gives {}: pass --logit-scale S --logit-bias B (SigLIP: model.logit_scale.exp() and model.logit_bias; models/export/ writes both to model.json)",
+                    description.origin,
+                    match (scale, bias) {
+                        (None, None) => "neither",
+                        (None, Some(_)) => "no scale",
+                        _ => "no bias",
+                    }
+                );
+            };
+            ScoringSection {
+                rule,
+                logit_scale,
+                logit_bias,
+            }
+        }
+    };
+    if rule == ScoringRule::Softmax && args.logit_bias.is_some_and(|b| b != 0.0) {
+        bail!("--logit-bias only applies to sigmoid scoring (--scoring sigmoid)");
+    }
+    scoring
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{}", e.replace("scoring.logit_", "--logit-")))?;
+    Ok(scoring)
 }
 
 /// int8 when the graph has integer matmul/conv operators, int8-weights when it only

@@ -246,6 +246,12 @@ pub struct TowerModel {
     /// (`DynamicQuantizeLinear`) takes one scale for the whole batch, so such a
     /// model must run one input at a time to give each its own embedding.
     pub batch_dependent: bool,
+    /// The side `S` of an image tower's `[batch, 3, S, S]` input when the file fixes
+    /// it; `None` when height and width are symbolic, or for a text tower.
+    pub fixed_image_size: Option<u32>,
+    /// The model description `clip-quantize quantize` recorded in the file
+    /// ([`crate::model_description::METADATA_KEY`]), if any.
+    pub embedded_description: Option<String>,
 }
 
 /// Picks `tower` out of `model` (read from `path`, which names it in errors): the
@@ -332,11 +338,19 @@ pub fn select(
         .iter()
         .filter(|i| !init.contains(&i.name))
         .collect();
+    let mut fixed_image_size = None;
     let inputs = match tower {
         Tower::Image => match real.as_slice() {
-            [one] => TowerInputs::Image {
-                pixels: one.name.clone(),
-            },
+            [one] => {
+                fixed_image_size = image_input_size(one).map_err(|problem| {
+                    inputs_problem(format!(
+                        "reads {problem}; expected f32 pixel values [batch, 3, S, S] (one square RGB image)"
+                    ))
+                })?;
+                TowerInputs::Image {
+                    pixels: one.name.clone(),
+                }
+            }
             other => {
                 return Err(inputs_problem(format!(
                     "reads {} inputs ({}), expected one (pixel values)",
@@ -400,13 +414,54 @@ pub fn select(
     if widened > 0 {
         changes.push(format!("widened {widened} f16 tensors and types to f32"));
     }
+    let embedded_description = model
+        .metadata_props
+        .iter()
+        .find(|e| e.key == crate::model_description::METADATA_KEY)
+        .map(|e| e.value.clone());
     Ok(TowerModel {
         model,
         output: chosen.name,
         inputs,
         changes,
         batch_dependent: expanded > 0,
+        fixed_image_size,
+        embedded_description,
     })
+}
+
+/// The side of a `[batch, 3, S, S]` image input when the file fixes it (`None` when
+/// height or width is symbolic); an input of another layout is described in the
+/// error.
+fn image_input_size(input: &ValueInfoProto) -> Result<Option<u32>, String> {
+    let Some(type_proto::Value::TensorType(t)) =
+        input.r#type.as_ref().and_then(|t| t.value.as_ref())
+    else {
+        return Ok(None);
+    };
+    let Some(shape) = t.shape.as_ref() else {
+        // No shape recorded: tract gets it from the preprocessing.
+        return Ok(None);
+    };
+    let fixed = |i: usize| match shape.dim.get(i).and_then(|d| d.value.as_ref()) {
+        Some(dimension::Value::DimValue(v)) => Some(*v),
+        _ => None,
+    };
+    let layout_error = || Err(describe(input));
+    if shape.dim.len() != 4 {
+        return layout_error();
+    }
+    match (fixed(1), fixed(2), fixed(3)) {
+        (Some(c), _, _) if c != 3 => layout_error(),
+        (_, Some(h), Some(w)) if h != w => layout_error(),
+        (_, Some(h), Some(_)) => u32::try_from(h)
+            .ok()
+            .filter(|&h| h > 0)
+            .map(Some)
+            .ok_or_else(|| describe(input)),
+        // Height or width symbolic: the size comes from the preprocessing.
+        _ => Ok(None),
+    }
 }
 
 /// Gives the image input `pixels` a static `[batch, 3, size, size]` shape where
@@ -486,6 +541,10 @@ pub struct PreparedTower {
     pub inputs: TowerInputs,
     /// See [`TowerModel::batch_dependent`].
     pub batch_dependent: bool,
+    /// See [`TowerModel::fixed_image_size`].
+    pub fixed_image_size: Option<u32>,
+    /// See [`TowerModel::embedded_description`].
+    pub embedded_description: Option<String>,
 }
 
 impl PreparedTower {
@@ -571,6 +630,8 @@ pub fn prepare(
             temp: None,
             inputs: selected.inputs,
             batch_dependent: selected.batch_dependent,
+            fixed_image_size: selected.fixed_image_size,
+            embedded_description: selected.embedded_description,
         });
     }
     let temp_err = |source: std::io::Error| TowerError::Temp {
@@ -590,6 +651,8 @@ pub fn prepare(
         temp: Some(temp),
         inputs: selected.inputs,
         batch_dependent: selected.batch_dependent,
+        fixed_image_size: selected.fixed_image_size,
+        embedded_description: selected.embedded_description,
     })
 }
 

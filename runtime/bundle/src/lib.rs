@@ -27,8 +27,11 @@ pub mod preprocess_config;
 pub use labels::{LabelTable, LabelsError};
 pub use manifest::{
     blake3_file, sha256_file, Bundle, BundleError, BundleErrorKind, LabelsSection, Manifest,
-    ModelSection, Precision, ScoringSection, FORMAT_VERSION, LABELS_FILE, MANIFEST_FILE,
-    MODEL_FILE, MODEL_FILE_NNEF,
+    ModelFamily, ModelSection, Precision, ScoringRule, ScoringSection, FORMAT_VERSION, LABELS_FILE,
+    MANIFEST_FILE, MODEL_FILE, MODEL_FILE_NNEF,
 };
 pub use model_format::ModelFormat;
-pub use preprocess_config::{InvalidPreprocessConfig, PreprocessConfig, CLIP_MEAN, CLIP_STD};
+pub use preprocess_config::{
+    CropOffset, Interpolation, InvalidPreprocessConfig, PreprocessConfig, ResizeMode, CLIP_MEAN,
+    CLIP_STD,
+};

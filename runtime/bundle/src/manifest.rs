@@ -144,6 +144,41 @@ pub struct ModelSection {
     pub precision: Precision,
     /// Length of the image embedding the model outputs.
     pub embedding_dim: usize,
+    /// The model family (bundles written before it: CLIP). Informational: what the
+    /// bundle does is set by `[preprocess]` and `[scoring]`.
+    #[serde(default, skip_serializing_if = "ModelFamily::is_clip")]
+    pub family: ModelFamily,
+}
+
+/// The family of the model a bundle holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelFamily {
+    /// CLIP: OpenAI's, OpenCLIP's ViT and ResNet models, TinyCLIP.
+    #[default]
+    Clip,
+    /// BLIP's image-text contrastive heads.
+    Blip,
+    /// SigLIP and SigLIP 2 (sigmoid scores).
+    Siglip,
+    /// MobileCLIP and MobileCLIP2 (FastViT/MCi convolutional towers).
+    Mobileclip,
+}
+
+impl ModelFamily {
+    fn is_clip(&self) -> bool {
+        *self == ModelFamily::Clip
+    }
+
+    /// The family's name as the manifest writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelFamily::Clip => "clip",
+            ModelFamily::Blip => "blip",
+            ModelFamily::Siglip => "siglip",
+            ModelFamily::Mobileclip => "mobileclip",
+        }
+    }
 }
 
 /// `[labels]` section of the manifest.
@@ -158,12 +193,76 @@ pub struct LabelsSection {
     pub count: usize,
 }
 
+/// How a label's cosine becomes its probability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScoringRule {
+    /// `softmax(logit_scale × cosine)` over the labels: the probabilities sum to 1
+    /// (CLIP, BLIP, MobileCLIP).
+    #[default]
+    Softmax,
+    /// `sigmoid(logit_scale × cosine + logit_bias)` per label: each is that label's
+    /// own probability, independent of the others (SigLIP).
+    Sigmoid,
+}
+
 /// `[scoring]` section of the manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScoringSection {
-    /// Multiplier of the cosine before the softmax (CLIP: 100).
+    /// Softmax over the labels or a sigmoid per label (bundles written before it:
+    /// softmax).
+    #[serde(default, skip_serializing_if = "is_softmax")]
+    pub rule: ScoringRule,
+    /// Multiplier of the cosine (CLIP: 100).
     pub logit_scale: f32,
+    /// Added to the scaled cosine before the sigmoid (SigLIP's learned bias); must be
+    /// 0 with softmax, where it would change nothing.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub logit_bias: f32,
+}
+
+fn is_softmax(rule: &ScoringRule) -> bool {
+    *rule == ScoringRule::Softmax
+}
+
+fn is_zero(x: &f32) -> bool {
+    *x == 0.0
+}
+
+impl ScoringSection {
+    /// CLIP's softmax with `logit_scale`.
+    pub fn softmax(logit_scale: f32) -> Self {
+        Self {
+            rule: ScoringRule::Softmax,
+            logit_scale,
+            logit_bias: 0.0,
+        }
+    }
+
+    /// Checks that the scale is a positive number and the bias finite, and 0 with
+    /// softmax; says what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.logit_scale.is_finite() && self.logit_scale > 0.0) {
+            return Err(format!(
+                "scoring.logit_scale must be a positive number, got {}",
+                self.logit_scale
+            ));
+        }
+        if !self.logit_bias.is_finite() {
+            return Err(format!(
+                "scoring.logit_bias must be a finite number, got {}",
+                self.logit_bias
+            ));
+        }
+        if self.rule == ScoringRule::Softmax && self.logit_bias != 0.0 {
+            return Err(format!(
+                "scoring.logit_bias = {} has no effect with rule = \"softmax\" (a sigmoid model? set rule = \"sigmoid\")",
+                self.logit_bias
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The contents of `bundle.toml`.
@@ -205,15 +304,13 @@ impl Manifest {
                 path: path.to_path_buf(),
                 message: e.to_string(),
             })?;
-        if !(manifest.scoring.logit_scale.is_finite() && manifest.scoring.logit_scale > 0.0) {
-            return Err(BundleError::Manifest {
+        manifest
+            .scoring
+            .validate()
+            .map_err(|message| BundleError::Manifest {
                 path: path.to_path_buf(),
-                message: format!(
-                    "scoring.logit_scale must be a positive number, got {}",
-                    manifest.scoring.logit_scale
-                ),
-            });
-        }
+                message,
+            })?;
         Ok(manifest)
     }
 
@@ -434,6 +531,71 @@ logit_scale = 100.0
         let m = Manifest::from_toml(MANIFEST, Path::new("bundle.toml")).unwrap();
         assert_eq!(m.model.format, ModelFormat::Onnx);
         assert_eq!(m.model.precision, Precision::Int8);
+    }
+
+    #[test]
+    fn old_manifests_are_clip_with_softmax_and_a_sigmoid_manifest_round_trips() {
+        let m = Manifest::from_toml(MANIFEST, Path::new("bundle.toml")).unwrap();
+        assert_eq!(m.model.family, ModelFamily::Clip);
+        assert_eq!(m.scoring, ScoringSection::softmax(100.0));
+        // CLIP's manifest is written as before: no new keys.
+        let written = m.to_toml();
+        for key in [
+            "family",
+            "rule",
+            "logit_bias",
+            "interpolation",
+            "crop_offset",
+        ] {
+            assert!(!written.contains(key), "{key} in {written}");
+        }
+        let siglip = MANIFEST
+            .replace(
+                "embedding_dim = 64",
+                "embedding_dim = 64\nfamily = \"siglip\"",
+            )
+            .replace(
+                "logit_scale = 100.0",
+                "rule = \"sigmoid\"\nlogit_scale = 117.3\nlogit_bias = -12.9",
+            );
+        let m = Manifest::from_toml(&siglip, Path::new("bundle.toml")).unwrap();
+        assert_eq!(m.model.family, ModelFamily::Siglip);
+        assert_eq!(m.scoring.rule, ScoringRule::Sigmoid);
+        assert_eq!(m.scoring.logit_bias, -12.9);
+        let again = Manifest::from_toml(&m.to_toml(), Path::new("bundle.toml")).unwrap();
+        assert_eq!(again, m);
+    }
+
+    #[test]
+    fn bad_scoring_is_refused_with_the_reason() {
+        for (from, to, needle) in [
+            (
+                "logit_scale = 100.0",
+                "logit_scale = 100.0\nlogit_bias = -10.0",
+                "no effect",
+            ),
+            ("logit_scale = 100.0", "logit_scale = -1.0", "positive"),
+            (
+                "logit_scale = 100.0",
+                "rule = \"sigmoid\"\nlogit_scale = 10.0\nlogit_bias = nan",
+                "finite",
+            ),
+            (
+                "logit_scale = 100.0",
+                "rule = \"tanh\"\nlogit_scale = 10.0",
+                "tanh",
+            ),
+            (
+                "embedding_dim = 64",
+                "embedding_dim = 64\nfamily = \"vit\"",
+                "vit",
+            ),
+        ] {
+            let e = Manifest::from_toml(&MANIFEST.replace(from, to), Path::new("bundle.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{to}: {e}");
+        }
     }
 
     #[test]

@@ -60,7 +60,7 @@ impl Classifier {
             .into());
         }
         let preprocessor = Preprocessor::new(bundle.manifest.preprocess)?;
-        let scorer = Scorer::new(&bundle.labels, bundle.manifest.scoring.logit_scale);
+        let scorer = Scorer::new(&bundle.labels, &bundle.manifest.scoring);
         let input = vec![0.0; encoder.input_len()];
         Ok(Classifier {
             bundle,

@@ -1,11 +1,12 @@
 //! Zero-shot scoring: cosine similarity of an image embedding against the label
-//! table, CLIP's scaled softmax, and top-k selection.
+//! table, CLIP's scaled softmax or SigLIP's per-label sigmoid ([`ScoringSection`]),
+//! and top-k selection.
 //!
 //! Everything here works in caller-provided buffers: scoring a frame allocates
 //! nothing, and the top-k result is a fixed-capacity [`heapless::Vec`].
 
 pub use clip_edge_bundle::labels::l2_normalize;
-use clip_edge_bundle::LabelTable;
+use clip_edge_bundle::{LabelTable, ScoringRule, ScoringSection};
 
 /// Largest `k` a [`TopK`] can hold.
 pub const MAX_TOP_K: usize = 16;
@@ -21,7 +22,9 @@ pub struct Prediction {
     pub index: usize,
     /// Cosine similarity of the image and label embeddings.
     pub score: f32,
-    /// Softmax probability over all labels of `logit_scale × score`.
+    /// Probability of the label: with softmax scoring its share over all labels of
+    /// `logit_scale × score`; with sigmoid scoring its own probability,
+    /// `sigmoid(logit_scale × score + logit_bias)`.
     pub prob: f32,
 }
 
@@ -31,17 +34,17 @@ pub type TopK = heapless::Vec<Prediction, MAX_TOP_K>;
 /// Scores image embeddings against a label table without allocating per call.
 #[derive(Debug, Clone)]
 pub struct Scorer {
-    logit_scale: f32,
+    scoring: ScoringSection,
     normalized: Vec<f32>,
     cosines: Vec<f32>,
     probs: Vec<f32>,
 }
 
 impl Scorer {
-    /// A scorer for `table`, with all buffers sized up front.
-    pub fn new(table: &LabelTable, logit_scale: f32) -> Self {
+    /// A scorer for `table` with the `scoring` rule, with all buffers sized up front.
+    pub fn new(table: &LabelTable, scoring: &ScoringSection) -> Self {
         Scorer {
-            logit_scale,
+            scoring: scoring.clone(),
             normalized: vec![0.0; table.dim()],
             cosines: vec![0.0; table.len()],
             probs: vec![0.0; table.len()],
@@ -53,7 +56,7 @@ impl Scorer {
         &self.cosines
     }
 
-    /// Softmax probability of each label after the last [`Scorer::score`] call.
+    /// Probability of each label after the last [`Scorer::score`] call.
     pub fn probs(&self) -> &[f32] {
         &self.probs
     }
@@ -78,7 +81,11 @@ impl Scorer {
         {
             *cos = dot(&self.normalized, row);
         }
-        softmax_scaled(&self.cosines, self.logit_scale, &mut self.probs);
+        let (scale, bias) = (self.scoring.logit_scale, self.scoring.logit_bias);
+        match self.scoring.rule {
+            ScoringRule::Softmax => softmax_scaled(&self.cosines, scale, &mut self.probs),
+            ScoringRule::Sigmoid => sigmoid_scaled(&self.cosines, scale, bias, &mut self.probs),
+        }
         Some(top_k(&self.cosines, &self.probs, k))
     }
 }
@@ -99,6 +106,13 @@ pub fn softmax_scaled(logits: &[f32], scale: f32, out: &mut [f32]) {
         sum += *o;
     }
     out.iter_mut().for_each(|o| *o /= sum);
+}
+
+/// `out = sigmoid(scale × logits + bias)`, elementwise.
+pub fn sigmoid_scaled(logits: &[f32], scale: f32, bias: f32, out: &mut [f32]) {
+    for (o, &x) in out.iter_mut().zip(logits) {
+        *o = 1.0 / (1.0 + (-(x * scale + bias)).exp());
+    }
 }
 
 /// The `k` highest scores, best first (ties keep the lower index first).
@@ -158,7 +172,7 @@ mod tests {
             vec![vec![1.0, 0.0], vec![0.0, 1.0]],
         )
         .unwrap();
-        let mut scorer = Scorer::new(&table, DEFAULT_LOGIT_SCALE);
+        let mut scorer = Scorer::new(&table, &ScoringSection::softmax(DEFAULT_LOGIT_SCALE));
         let top = scorer.score(&table, &[0.1, 5.0], 2).unwrap();
         assert_eq!(top[0].index, 1);
         assert!((top[0].score - 5.0 / 25.01f32.sqrt()).abs() < 1e-3);
@@ -166,5 +180,35 @@ mod tests {
         assert!(scorer.score(&table, &[0.0, 0.0], 2).is_none());
         assert!(scorer.score(&table, &[f32::NAN, 1.0], 2).is_none());
         assert!(scorer.score(&table, &[1.0], 2).is_none());
+    }
+
+    #[test]
+    fn sigmoid_scoring_gives_each_label_its_own_probability() {
+        let table = LabelTable::new(
+            vec!["x".into(), "y".into(), "z".into()],
+            vec![],
+            String::new(),
+            vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![0.6, 0.8]],
+        )
+        .unwrap();
+        let sigmoid = ScoringSection {
+            rule: ScoringRule::Sigmoid,
+            logit_scale: 10.0,
+            logit_bias: -5.0,
+        };
+        let mut scorer = Scorer::new(&table, &sigmoid);
+        let top = scorer.score(&table, &[0.0, 2.0], 3).unwrap();
+        // cosines 0, 1, 0.8 -> sigmoid(-5), sigmoid(5), sigmoid(3)
+        let expect = |z: f32| 1.0 / (1.0 + (-z).exp());
+        assert_eq!(top[0].index, 1);
+        assert!((top[0].prob - expect(5.0)).abs() < 1e-6, "{top:?}");
+        assert!((top[1].prob - expect(3.0)).abs() < 1e-6, "{top:?}");
+        assert!((top[2].prob - expect(-5.0)).abs() < 1e-6, "{top:?}");
+        // Independent probabilities: they need not sum to 1.
+        assert!(scorer.probs().iter().sum::<f32>() > 1.5);
+        // Far outside the range the sigmoid saturates without NaN.
+        let mut out = [0.0; 2];
+        sigmoid_scaled(&[-1e30, 1e30], 1.0, 0.0, &mut out);
+        assert_eq!(out, [0.0, 1.0]);
     }
 }

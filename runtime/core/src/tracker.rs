@@ -7,6 +7,10 @@
 //! *lost* after `stable` consecutive classified frames in which it was not. At most
 //! one label is seen at a time; when another label becomes stable the old one is
 //! lost first, in the same update.
+//!
+//! The threshold applies to the bundle's probability: a share of the softmax over
+//! the labels for CLIP-style scoring, a label's own sigmoid probability for SigLIP
+//! (`clip_edge_bundle::ScoringRule`).
 
 /// A change of the stable state, reported by [`Tracker::update`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

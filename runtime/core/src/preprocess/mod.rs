@@ -1,4 +1,6 @@
-//! CLIP image preprocessing, bit-compatible with Hugging Face `CLIPImageProcessor`.
+//! Image preprocessing, bit-compatible with each model family's reference processor:
+//! Hugging Face `CLIPImageProcessor`, `SiglipImageProcessor` and `BlipImageProcessor`
+//! (PIL backend), and OpenCLIP's torchvision transforms (which resize with PIL too).
 //!
 //! The reference pipeline (HF `CLIPImageProcessor` with the PIL backend and CLIP
 //! defaults, i.e. what OpenAI CLIP models were trained with) is:
@@ -12,6 +14,14 @@
 //! 3. rescale by `1/255` (computed in `f64`, stored as `f32`);
 //! 4. normalise `(x - mean) / std` in `f32`;
 //! 5. lay out as NCHW `[1, 3, crop, crop]`.
+//!
+//! The other families change three steps ([`PreprocessConfig`]'s fields): SigLIP and
+//! BLIP resize both sides straight to the input size ([`ResizeMode::Squash`], no
+//! crop); MobileCLIP resizes with PIL `BILINEAR` ([`Interpolation::Bilinear`], a
+//! triangle filter of support 1, scaled like bicubic's); torchvision's `CenterCrop`
+//! rounds the crop offset half-to-even instead of down ([`CropOffset::Round`]).
+//! torchvision's `ToTensor` divides by 255 in `f32`, which gives the same value as
+//! HF's `f64` rescale for every code (checked in `models/preprocess_parity.py`).
 //!
 //! The resize is a faithful port of Pillow's `ImagingResample`
 //! (`libImaging/Resample.c`): per-output-pixel coefficient tables whose support is
@@ -42,6 +52,9 @@
 //! all scratch buffers, so repeated calls on frames of the same size perform no heap
 //! allocation after the first call.
 
+use clip_edge_bundle::Interpolation;
+#[cfg(doc)]
+use clip_edge_bundle::{CropOffset, ResizeMode};
 use clip_edge_bundle::{InvalidPreprocessConfig, PreprocessConfig};
 use thiserror::Error;
 
@@ -52,6 +65,8 @@ const MAX_SOURCE_SIDE: u32 = 1 << 20;
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 /// Support (half-width) of Pillow's bicubic filter.
 const BICUBIC_SUPPORT: f64 = 2.0;
+/// Support (half-width) of Pillow's bilinear (triangle) filter.
+const BILINEAR_SUPPORT: f64 = 1.0;
 
 /// Errors from [`Preprocessor`].
 #[derive(Debug, Error, Clone, PartialEq)]
@@ -106,6 +121,25 @@ fn bicubic_filter(x: f64) -> f64 {
     }
 }
 
+/// Pillow's bilinear (triangle) kernel.
+#[inline]
+fn bilinear_filter(x: f64) -> f64 {
+    let x = if x < 0.0 { -x } else { x };
+    if x < 1.0 {
+        1.0 - x
+    } else {
+        0.0
+    }
+}
+
+/// Pillow's filter function and support for `interpolation`.
+fn filter_of(interpolation: Interpolation) -> (fn(f64) -> f64, f64) {
+    match interpolation {
+        Interpolation::Bicubic => (bicubic_filter, BICUBIC_SUPPORT),
+        Interpolation::Bilinear => (bilinear_filter, BILINEAR_SUPPORT),
+    }
+}
+
 /// Resampling plan for one axis, restricted to the output indices kept by the crop.
 #[derive(Debug, Default)]
 struct AxisPlan {
@@ -113,7 +147,8 @@ struct AxisPlan {
     in_size: u32,
     /// Resized length along this axis (before cropping).
     out_size: u32,
-    /// Crop offset in resized coordinates (`floor((out - crop) / 2)`, may be negative).
+    /// Crop offset in resized coordinates ([`PreprocessConfig::crop_offset`], may be
+    /// negative).
     crop_offset: i64,
     /// First kept resized index.
     keep_lo: u32,
@@ -134,11 +169,18 @@ impl AxisPlan {
         (self.keep_hi - self.keep_lo) as usize
     }
 
-    /// Rebuilds the plan in place (reusing the vectors' capacity).
-    fn rebuild(&mut self, in_size: u32, out_size: u32, crop: u32) {
+    /// Rebuilds the plan in place (reusing the vectors' capacity) for a resize of
+    /// `in_size` to `out_size` with `filter`, keeping `crop` outputs from `offset`.
+    fn rebuild(
+        &mut self,
+        in_size: u32,
+        out_size: u32,
+        crop: u32,
+        offset: i64,
+        (filter, filter_support): (fn(f64) -> f64, f64),
+    ) {
         self.in_size = in_size;
         self.out_size = out_size;
-        let offset = (i64::from(out_size) - i64::from(crop)).div_euclid(2);
         self.crop_offset = offset;
         self.keep_lo = offset.clamp(0, i64::from(out_size)) as u32;
         self.keep_hi = (offset + i64::from(crop)).clamp(0, i64::from(out_size)) as u32;
@@ -156,7 +198,7 @@ impl AxisPlan {
         // precompute_coeffs(): box is (0, in_size) as C floats.
         let scale = f64::from(in_size as f32 - 0.0f32) / f64::from(out_size);
         let filterscale = if scale < 1.0 { 1.0 } else { scale };
-        let support = BICUBIC_SUPPORT * filterscale;
+        let support = filter_support * filterscale;
         let ksize = support.ceil() as usize * 2 + 1;
         self.ksize = ksize;
         let ss = 1.0 / filterscale;
@@ -176,10 +218,10 @@ impl AxisPlan {
             // same value) to normalise it: avoids an f64 scratch table.
             let mut ww = 0.0f64;
             for x in 0..n {
-                ww += bicubic_filter((f64::from(x + xmin) - center + 0.5) * ss);
+                ww += filter((f64::from(x + xmin) - center + 0.5) * ss);
             }
             for x in 0..n {
-                let mut w = bicubic_filter((f64::from(x + xmin) - center + 0.5) * ss);
+                let mut w = filter((f64::from(x + xmin) - center + 0.5) * ss);
                 if ww != 0.0 {
                     w /= ww;
                 }
@@ -224,7 +266,7 @@ fn clip8(acc: i32) -> u8 {
 /// Rounding bias Pillow adds before accumulating.
 const ROUND_HALF: i32 = 1 << (PRECISION_BITS - 1);
 
-/// Reusable CLIP preprocessor: caches resize tables for the last source size and owns
+/// Reusable preprocessor: caches resize tables for the last source size and owns
 /// its scratch buffers (no heap allocation per call once warmed up on a given size).
 #[derive(Debug)]
 pub struct Preprocessor {
@@ -303,7 +345,7 @@ impl Preprocessor {
         Ok(out)
     }
 
-    /// Resizes (PIL bicubic, bit-exact) and centre-crops an RGB8 image into `out`, an
+    /// Resizes (PIL's filter, bit-exact) and centre-crops an RGB8 image into `out`, an
     /// interleaved HWC `crop × crop × 3` buffer. Pixels outside the resized image
     /// (only when `crop_size > resize_shortest_edge`) are zero, as in HF.
     pub fn resize_crop_into(
@@ -426,8 +468,10 @@ impl Preprocessor {
         }
         let (rw, rh) = self.config.resized_size(width, height);
         let crop = self.config.crop_size;
-        self.horiz.rebuild(width, rw, crop);
-        self.vert.rebuild(height, rh, crop);
+        let filter = filter_of(self.config.interpolation);
+        let (offset_x, offset_y) = (self.config.crop_offset(rw), self.config.crop_offset(rh));
+        self.horiz.rebuild(width, rw, crop, offset_x, filter);
+        self.vert.rebuild(height, rh, crop, offset_y, filter);
         // Pillow >= 13 (python-pillow/Pillow#9549) runs the vertical pass first when
         // the height shrinks by more than twice as many pixels as the width does.
         let (dh, dw) = (

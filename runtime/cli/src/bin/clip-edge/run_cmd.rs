@@ -35,8 +35,9 @@ pub struct RunArgs {
     /// camera's queue fresh).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     every: u32,
-    /// Lowest top-label probability (softmax over the labels) that counts towards
-    /// a label being seen.
+    /// Lowest top-label probability that counts towards a label being seen: its
+    /// share of the softmax over the labels, or with a sigmoid-scored bundle
+    /// (SigLIP) the label's own probability, independent of the other labels.
     #[arg(long, default_value_t = 0.5, value_parser = unit_f32)]
     threshold: f32,
     /// Consecutive classified frames with a label on top (at or above the
