@@ -94,7 +94,8 @@ impl G {
     }
 }
 
-fn run(model: &ModelProto, shape: &[usize], x: &[f32]) -> Vec<f32> {
+/// Runs `model` with tract on `x` of `shape`; its first output, flattened.
+pub(crate) fn run(model: &ModelProto, shape: &[usize], x: &[f32]) -> Vec<f32> {
     let mut m = tract_onnx::onnx().model_for_proto_model(model).unwrap();
     m.set_input_fact(0, f32::fact(shape).into()).unwrap();
     let plan = m.into_optimized().unwrap().into_runnable().unwrap();

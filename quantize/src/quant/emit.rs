@@ -228,4 +228,91 @@ impl Emitter<'_> {
         self.op_into("Reshape", &[&nchw, &s4], output, vec![]);
         Ok(())
     }
+
+    /// A Conv as `ConvInteger` on the int8 activation and per-output-channel int8
+    /// weights (`wdims` `[O, C, kh, kw]`), rescaled per output channel; `attributes`
+    /// are the Conv's (strides, pads, dilations).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn qconv(
+        &mut self,
+        x: &str,
+        wdims: &[usize],
+        w: &[f32],
+        attributes: Vec<tract_onnx::pb::AttributeProto>,
+        bias: Option<&str>,
+        static_scale: Option<f32>,
+        output: &str,
+    ) {
+        let oc = wdims[0];
+        let k = wdims[1] * wdims[2] * wdims[3];
+        // The weight as [k, oc] for the per-column quantizer, back to [oc, k].
+        let (wq_kn, w_scale) = quantize_weight(&transpose(w, oc, k), k, oc);
+        let wq: Vec<i8> = (0..oc * k).map(|i| wq_kn[(i % k) * oc + i / k]).collect();
+        let channel_dims = [oc, 1, 1];
+        if self.weights_only {
+            let wq_name = self.constant("weight_int8", |name| i8_tensor(name, wdims, &wq));
+            let wf = self.op(
+                "Cast",
+                &[&wq_name],
+                vec![attr_int("to", DataType::Float as i64)],
+            );
+            let scale = self.constant_f32("w_scale", &[oc, 1, 1, 1], &w_scale);
+            let wf = self.op("Mul", &[&wf, &scale], vec![]);
+            let mut inputs = vec![x, wf.as_str()];
+            inputs.extend(bias);
+            self.op_into("Conv", &inputs, output, attributes);
+            return;
+        }
+        let wq_name = self.constant("weight_int8", |name| i8_tensor(name, wdims, &wq));
+        let (xq, out_scale) = match static_scale {
+            Some(s) => {
+                let s = s.max(MIN_SCALE);
+                let inv = self.constant_f32("x_inv_scale", &[], &[1.0 / s]);
+                let xs = self.op("Mul", &[x, &inv], vec![]);
+                let lo = self.constant_f32("q_min", &[], &[-127.0]);
+                let hi = self.constant_f32("q_max", &[], &[127.0]);
+                let xs = self.op("Clip", &[&xs, &lo, &hi], vec![]);
+                let combined: Vec<f32> = w_scale.iter().map(|ws| ws * s).collect();
+                (
+                    self.round_to_int8(&xs),
+                    self.constant_f32("out_scale", &channel_dims, &combined),
+                )
+            }
+            None => {
+                // One scale per tensor: a convolution mixes neighbouring pixels, so
+                // per-token scales do not apply (and a per-token quantization of the
+                // same tensor cannot be shared).
+                let per_token = std::mem::replace(&mut self.per_token, false);
+                let (xq, amax) = match self.quantized.get(x) {
+                    Some(done) if !per_token => done.clone(),
+                    _ => {
+                        let done = self.quantize_dynamic(x);
+                        if !per_token {
+                            self.quantized.insert(x.to_string(), done.clone());
+                        }
+                        done
+                    }
+                };
+                self.per_token = per_token;
+                let w_scale: Vec<f32> = w_scale.iter().map(|w| w / 127.0).collect();
+                let w_scale = self.constant_f32("w_scale_over_127", &channel_dims, &w_scale);
+                (xq, self.op("Mul", &[&amax, &w_scale], vec![]))
+            }
+        };
+        let acc = self.op("ConvInteger", &[&xq, &wq_name], attributes);
+        let accf = self.op(
+            "Cast",
+            &[&acc],
+            vec![attr_int("to", DataType::Float as i64)],
+        );
+        match bias {
+            Some(b) => {
+                let scaled = self.op("Mul", &[&accf, &out_scale], vec![]);
+                let shape = self.constant_i64("bias_shape", &[oc as i64, 1, 1]);
+                let b = self.op("Reshape", &[b, &shape], vec![]);
+                self.op_into("Add", &[&scaled, &b], output, vec![]);
+            }
+            None => self.op_into("Mul", &[&accf, &out_scale], output, vec![]),
+        }
+    }
 }

@@ -17,7 +17,10 @@
 //! run time, and weights are symmetric per output channel
 //! (`w_scale[n] = max_k |W[k,n]| / 127`). The patch-embedding Conv (kernel = stride,
 //! no padding) is the same matmul over image patches: Reshape → Transpose → Reshape,
-//! the quantized matmul, then back to the Conv's NCHW output.
+//! the quantized matmul, then back to the Conv's NCHW output. Every other Conv with
+//! one group (the 1×1 and 3×3 convolutions of convolutional towers such as
+//! MobileCLIP's) becomes `ConvInteger` on the same int8 activation and per-output-channel
+//! weights, rescaled per channel; grouped and depthwise convolutions stay f32.
 //!
 //! Attention's activation × activation matmuls, LayerNorm and Softmax stay f32.
 //!
@@ -94,6 +97,10 @@ pub enum CandidateKind {
     Gemm,
     /// A Conv with kernel = stride and no padding (ViT patch embedding).
     PatchConv,
+    /// Any other 2-D Conv with one group (convolutional towers: MobileCLIP's 1×1
+    /// and 3×3 convolutions), as `ConvInteger`. Grouped and depthwise convolutions
+    /// stay fp32.
+    Conv,
 }
 
 /// A node the rewrite can quantize.
@@ -256,24 +263,23 @@ fn classify_node(
                 .iter()
                 .find(|a| a.name == "auto_pad")
                 .map(|a| a.s.clone());
-            if strides != kernel
-                || pads.iter().any(|&p| p != 0)
-                || dilations.iter().any(|&d| d != 1)
-                || group != 1
-                || auto_pad.is_some_and(|s| !s.is_empty() && s != b"NOTSET")
-            {
-                return Err(
-                    "Conv is not a patch embedding (kernel = stride, no padding, group 1)".into(),
-                );
+            let padded = pads.iter().any(|&p| p != 0)
+                || auto_pad.is_some_and(|s| !s.is_empty() && s != b"NOTSET");
+            let k = w.dims[1] * w.dims[2] * w.dims[3];
+            let patch = strides == kernel
+                && !padded
+                && dilations.iter().all(|&d| d == 1)
+                && group == 1
+                && source_input(graph, index, &n.input[0]).is_some();
+            if patch {
+                return Ok(Some(candidate(CandidateKind::PatchConv, k, w.dims[0])));
             }
-            if source_input(graph, index, &n.input[0]).is_none() {
-                return Err("patch Conv not applied to the graph input".into());
+            if group != 1 {
+                return Err(format!(
+                    "grouped Conv ({group} groups; depthwise when one channel each) stays fp32"
+                ));
             }
-            Ok(Some(candidate(
-                CandidateKind::PatchConv,
-                w.dims[1] * w.dims[2] * w.dims[3],
-                w.dims[0],
-            )))
+            Ok(Some(candidate(CandidateKind::Conv, k, w.dims[0])))
         }
         _ => Ok(None),
     }
@@ -435,6 +441,27 @@ pub fn quantize(
                     )
                     .map_err(QuantizeError::DynamicShape)?;
                 }
+                CandidateKind::Conv => {
+                    let w = index
+                        .constant_f32(&n.input[1])
+                        .ok_or(QuantizeError::NothingToQuantize)?;
+                    let bias = n.input.get(2).filter(|b| !b.is_empty()).cloned();
+                    let attributes: Vec<_> = n
+                        .attribute
+                        .iter()
+                        .filter(|a| a.name != "kernel_shape")
+                        .cloned()
+                        .collect();
+                    emit.qconv(
+                        &n.input[0],
+                        &w.dims,
+                        &w.data,
+                        attributes,
+                        bias.as_deref(),
+                        static_scale,
+                        &n.output[0],
+                    );
+                }
             }
             summary.int8_weights += cand.k * cand.n;
             summary.quantized.push((*cand).clone());
@@ -519,6 +546,82 @@ fn ensure_opset(model: &mut ModelProto, min: i64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::onnx_graph::{attr_int, attr_ints};
+    use crate::rewrite_check::pseudo_random_input;
+    use crate::test_graph::{run, G};
+
+    /// A convolutional block as MobileCLIP's: 3×3 conv (bias) → ReLU → depthwise 3×3
+    /// → 1×1 conv.
+    fn conv_block() -> ModelProto {
+        let mut g = G::new();
+        let w1 = g.weight("w1", &[8, 4, 3, 3]);
+        let b1 = g.weight("b1", &[8]);
+        let pad = || vec![attr_ints("pads", &[1, 1, 1, 1])];
+        let c1 = g.op_attrs("Conv", "conv3x3", &["x", &w1, &b1], pad());
+        let r = g.op("Relu", "relu", &[&c1]);
+        let wd = g.weight("wd", &[8, 1, 3, 3]);
+        let mut dw_attrs = pad();
+        dw_attrs.push(attr_int("group", 8));
+        let d = g.op_attrs("Conv", "depthwise", &[&r, &wd], dw_attrs);
+        let w2 = g.weight("w2", &[4, 8, 1, 1]);
+        let c2 = g.op("Conv", "conv1x1", &[&d, &w2]);
+        g.model(&[1, 4, 8, 8], &c2)
+    }
+
+    fn cosine(a: &[f32], b: &[f32]) -> f32 {
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        dot / (norm(a) * norm(b))
+    }
+
+    #[test]
+    fn convolutions_become_conv_integer_and_depthwise_stays_fp32() {
+        let fp32 = conv_block();
+        let shape = [1, 4, 8, 8];
+        let x = pseudo_random_input(4 * 64, 3);
+        let reference = run(&fp32, &shape, &x);
+        for mode in [ActivationMode::Dynamic, ActivationMode::Weights] {
+            let options = QuantizeOptions {
+                mode,
+                granularity: ScaleGranularity::Token,
+                exclude: vec![],
+                static_scales: HashMap::new(),
+            };
+            let (int8, summary) = quantize(&fp32, &options).unwrap();
+            let count = |op: &str| {
+                int8.graph
+                    .as_ref()
+                    .unwrap()
+                    .node
+                    .iter()
+                    .filter(|n| n.op_type == op)
+                    .count()
+            };
+            let kinds: Vec<CandidateKind> = summary.quantized.iter().map(|c| c.kind).collect();
+            assert_eq!(
+                kinds,
+                [CandidateKind::Conv, CandidateKind::Conv],
+                "{mode:?}"
+            );
+            assert!(
+                summary.skipped.iter().any(|s| s.node == "depthwise"),
+                "{:?}",
+                summary.skipped
+            );
+            let (integer, float) = match mode {
+                ActivationMode::Dynamic => (2, 1),
+                _ => (0, 3),
+            };
+            assert_eq!(
+                (count("ConvInteger"), count("Conv")),
+                (integer, float),
+                "{mode:?}"
+            );
+            let out = run(&int8, &shape, &x);
+            let c = cosine(&reference, &out);
+            assert!(c > 0.9995, "{mode:?}: cosine {c}");
+        }
+    }
 
     #[test]
     fn weight_quantization_is_per_column_and_symmetric() {
