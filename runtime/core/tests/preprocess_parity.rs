@@ -12,12 +12,20 @@
 //!
 //! Set `CLIP_EDGE_PARITY_DIR` to a directory made by
 //! `models/preprocess_parity.py random --out DIR` to run extra random cases.
+//!
+//! The other families' reference processors (HF `SiglipImageProcessor` and
+//! `BlipImageProcessor` with the PIL backend, OpenCLIP's torchvision transforms for
+//! MobileCLIP2 and for OpenCLIP's CLIP) are in `fixtures/preprocess/families/`, made by
+//! `models/preprocess_parity.py fixtures-families`: for every image the sha256 of the
+//! reference's 8-bit resized-and-cropped image and of its f32 `pixel_values`, and for a
+//! few the 8-bit image itself as a PNG (to show where a mismatch is).
 
 use std::path::{Path, PathBuf};
 
 use clip_edge_bundle::PreprocessConfig;
 use clip_edge_core::image_io::load_rgb8;
 use clip_edge_core::preprocess::Preprocessor;
+use sha2::{Digest, Sha256};
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/preprocess")
@@ -165,5 +173,76 @@ fn extra_random_cases_from_env() {
         bad.iter()
             .map(|r| (&r.name, r.max_u8, r.differing))
             .collect::<Vec<_>>()
+    );
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Every family's reference processor, bit for bit: the 8-bit resized and cropped
+/// image and the f32 tensor of every non-JPEG image hash as the reference's.
+#[test]
+fn other_families_match_their_reference_processors_exactly() {
+    let dir = fixture_dir().join("families");
+    let text = std::fs::read_to_string(dir.join("manifest.json")).expect("families manifest");
+    let manifest: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let families = manifest["families"].as_object().expect("families");
+    assert!(
+        families.len() >= 4,
+        "expected siglip, blip, mobileclip and openclip"
+    );
+    let mut checked = 0;
+    let mut bad = Vec::new();
+    for (family, spec) in families {
+        let cfg: PreprocessConfig =
+            serde_json::from_value(spec["preprocess"].clone()).expect("preprocess config");
+        let mut pre = Preprocessor::new(cfg).expect("preprocessor");
+        let n = cfg.crop_size as usize;
+        let mut crop = vec![0u8; n * n * 3];
+        let mut tensor = vec![0f32; cfg.output_len()];
+        for case in spec["images"].as_array().expect("images") {
+            let input = case["input"].as_str().expect("input");
+            if input.ends_with(".jpg") {
+                // Decoder differences (see the module doc); the resize is exact on PNGs.
+                continue;
+            }
+            let img = load_rgb8(&dir.join(input)).unwrap_or_else(|e| panic!("{e}"));
+            pre.resize_crop_into(img.as_raw(), img.width(), img.height(), &mut crop)
+                .expect("resize_crop_into");
+            pre.preprocess_into(img.as_raw(), img.width(), img.height(), &mut tensor)
+                .expect("preprocess_into");
+            let bytes: Vec<u8> = tensor.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let u8_ok = sha256_hex(&crop) == case["expected_u8_sha256"].as_str().unwrap_or("");
+            let f32_ok = sha256_hex(&bytes) == case["pixel_values_sha256"].as_str().unwrap_or("");
+            let mut detail = String::new();
+            if let Some(expected) = case["expected"].as_str() {
+                let exp = image::open(dir.join(expected))
+                    .expect("expected png")
+                    .to_rgb8();
+                let differing = crop
+                    .iter()
+                    .zip(exp.as_raw())
+                    .filter(|(a, b)| a != b)
+                    .count();
+                detail = format!(", {differing} values differ from {expected}");
+            }
+            println!("{family:10} {input:32} u8 {u8_ok}, f32 {f32_ok}{detail}");
+            if !(u8_ok && f32_ok) {
+                bad.push(format!(
+                    "{family} {input}: u8 exact {u8_ok}, f32 exact {f32_ok}{detail}"
+                ));
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 40, "only {checked} family cases");
+    assert!(
+        bad.is_empty(),
+        "mismatches vs the reference processors:\n{}",
+        bad.join("\n")
     );
 }
