@@ -238,3 +238,46 @@ fn f16_weights_casts_and_types_are_widened_exactly() {
     assert_eq!(g.node[0].attribute[0].i, DataType::Float as i64);
     assert_eq!(elem_type(&g.output[2]), Some(DataType::Float as i32));
 }
+
+/// A one-node image model reading `input`.
+fn image_model(input: ValueInfoProto) -> ModelProto {
+    let name = input.name.clone();
+    ModelProto {
+        graph: Some(GraphProto {
+            node: vec![node("Identity", "id", &[&name], &["image_embeds"], vec![])],
+            input: vec![input],
+            output: vec![value("image_embeds", DataType::Float, &["batch", "3"])],
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn the_image_input_size_is_read_and_other_layouts_are_refused() {
+    let path = Path::new("m.onnx");
+    let size = |dims: &[&str]| {
+        select(
+            image_model(value("pixel_values", DataType::Float, dims)),
+            path,
+            Tower::Image,
+            None,
+        )
+        .map(|t| t.fixed_image_size)
+    };
+    assert_eq!(size(&["batch", "3", "256", "256"]).unwrap(), Some(256));
+    assert_eq!(size(&["batch", "3", "height", "width"]).unwrap(), None);
+    assert_eq!(
+        size(&["batch", "channels", "height", "width"]).unwrap(),
+        None
+    );
+    for dims in [
+        &["batch", "224", "224", "3"][..], // channels last
+        &["batch", "3", "224", "256"],     // not square
+        &["batch", "1", "224", "224"],     // one channel
+        &["batch", "3", "224"],            // rank 3
+    ] {
+        let e = size(dims).unwrap_err().to_string();
+        assert!(e.contains("[batch, 3, S, S]"), "{dims:?}: {e}");
+    }
+}
