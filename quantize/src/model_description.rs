@@ -437,6 +437,22 @@ fn rule_named(name: &str) -> Result<ScoringRule, String> {
     }
 }
 
+/// The resize mode `section[key]` names (`shortest`, the default, or `squash`);
+/// `what` names the key in errors.
+fn resize_named(section: &Value, key: &str, what: &str) -> Result<ResizeMode, String> {
+    match section
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or("shortest")
+    {
+        "shortest" | "shortest_edge" => Ok(ResizeMode::ShortestEdge),
+        "squash" => Ok(ResizeMode::Squash),
+        other => Err(format!(
+            "{what} {other:?} is not supported (shortest or squash)"
+        )),
+    }
+}
+
 fn interpolation_named(name: &str) -> Result<Interpolation, String> {
     match name {
         "bicubic" => Ok(Interpolation::Bicubic),
@@ -461,19 +477,7 @@ fn from_our_model_json(json: &Value) -> Result<ModelDescription, String> {
         crop_size: size,
         ..PreprocessConfig::default()
     };
-    match pre
-        .get("resize")
-        .and_then(Value::as_str)
-        .unwrap_or("shortest")
-    {
-        "shortest" | "shortest_edge" => {}
-        "squash" => p.resize = ResizeMode::Squash,
-        other => {
-            return Err(format!(
-                "preprocess.resize {other:?} is not supported (shortest or squash)"
-            ))
-        }
-    }
+    p.resize = resize_named(pre, "resize", "preprocess.resize")?;
     if let Some(name) = pre.get("interpolation").and_then(Value::as_str) {
         p.interpolation = interpolation_named(name)?;
     }
@@ -522,19 +526,7 @@ fn from_open_clip_config(json: &Value) -> Result<ModelDescription, String> {
         crop_offset: CropOffset::Round,
         ..PreprocessConfig::default()
     };
-    match pre
-        .get("resize_mode")
-        .and_then(Value::as_str)
-        .unwrap_or("shortest")
-    {
-        "shortest" => {}
-        "squash" => p.resize = ResizeMode::Squash,
-        other => {
-            return Err(format!(
-                "preprocess_cfg.resize_mode {other:?} is not supported (shortest or squash)"
-            ))
-        }
-    }
+    p.resize = resize_named(pre, "resize_mode", "preprocess_cfg.resize_mode")?;
     if let Some(name) = pre.get("interpolation").and_then(Value::as_str) {
         p.interpolation = interpolation_named(name)?;
     }

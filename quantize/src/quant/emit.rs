@@ -14,8 +14,9 @@ pub(super) struct Emitter<'a> {
     pub(super) nodes: &'a mut Vec<NodeProto>,
     pub(super) inits: &'a mut Vec<TensorProto>,
     pub(super) prefix: String,
-    /// Activations already quantized (dynamic mode): input tensor → (int8 tensor,
-    /// max |x| tensor). Q, K and V read one input: it is quantized once.
+    /// Activations already quantized (dynamic mode): `input#tensor` or
+    /// `input#token` (the granularity) → (int8 tensor, max |x| tensor). Q, K and V
+    /// read one input: it is quantized once.
     pub(super) quantized: &'a mut HashMap<String, (String, String)>,
     /// Weight-only mode: int8 weights widened to f32 (`Cast` × scale, folded by
     /// the runtime at load), f32 matmul.
@@ -92,35 +93,7 @@ impl Emitter<'_> {
             self.op_into("MatMul", &[x, &w], output, vec![]);
             return;
         }
-        let (xq, out_scale) = match static_scale {
-            Some(s) => {
-                let s = s.max(MIN_SCALE);
-                let inv = self.constant_f32("x_inv_scale", &[], &[1.0 / s]);
-                let xs = self.op("Mul", &[x, &inv], vec![]);
-                // Values beyond the calibrated range saturate.
-                let lo = self.constant_f32("q_min", &[], &[-127.0]);
-                let hi = self.constant_f32("q_max", &[], &[127.0]);
-                let xs = self.op("Clip", &[&xs, &lo, &hi], vec![]);
-                let combined: Vec<f32> = w_scale.iter().map(|ws| ws * s).collect();
-                (
-                    self.round_to_int8(&xs),
-                    self.constant_f32("out_scale", &[n], &combined),
-                )
-            }
-            None => {
-                let (xq, amax) = match self.quantized.get(x) {
-                    Some(done) => done.clone(),
-                    None => {
-                        let done = self.quantize_dynamic(x);
-                        self.quantized.insert(x.to_string(), done.clone());
-                        done
-                    }
-                };
-                let w_scale: Vec<f32> = w_scale.iter().map(|w| w / 127.0).collect();
-                let w_scale = self.constant_f32("w_scale_over_127", &[n], &w_scale);
-                (xq, self.op("Mul", &[&amax, &w_scale], vec![]))
-            }
-        };
+        let (xq, out_scale) = self.quantize_activation(x, &w_scale, &[n], static_scale);
         let acc = self.op("MatMulInteger", &[&xq, &wq_name], vec![]);
         let accf = self.op(
             "Cast",
@@ -128,6 +101,50 @@ impl Emitter<'_> {
             vec![attr_int("to", DataType::Float as i64)],
         );
         self.op_into("Mul", &[&accf, &out_scale], output, vec![]);
+    }
+
+    /// The int8 activation of `x` and the scale of the integer result, shaped
+    /// `scale_dims` (one per output channel, from the weights' `w_scale`): a fixed
+    /// calibrated scale `static_scale` (values beyond it saturate), or one computed
+    /// per frame ([`Emitter::quantize_dynamic`], shared by the matmuls reading `x`).
+    fn quantize_activation(
+        &mut self,
+        x: &str,
+        w_scale: &[f32],
+        scale_dims: &[usize],
+        static_scale: Option<f32>,
+    ) -> (String, String) {
+        match static_scale {
+            Some(s) => {
+                let s = s.max(MIN_SCALE);
+                let inv = self.constant_f32("x_inv_scale", &[], &[1.0 / s]);
+                let xs = self.op("Mul", &[x, &inv], vec![]);
+                let lo = self.constant_f32("q_min", &[], &[-127.0]);
+                let hi = self.constant_f32("q_max", &[], &[127.0]);
+                let xs = self.op("Clip", &[&xs, &lo, &hi], vec![]);
+                let combined: Vec<f32> = w_scale.iter().map(|ws| ws * s).collect();
+                (
+                    self.round_to_int8(&xs),
+                    self.constant_f32("out_scale", scale_dims, &combined),
+                )
+            }
+            None => {
+                // A per-token quantization is kept apart from a per-tensor one of
+                // the same tensor.
+                let key = format!("{x}#{}", if self.per_token { "token" } else { "tensor" });
+                let (xq, amax) = match self.quantized.get(&key) {
+                    Some(done) => done.clone(),
+                    None => {
+                        let done = self.quantize_dynamic(x);
+                        self.quantized.insert(key, done.clone());
+                        done
+                    }
+                };
+                let w_scale: Vec<f32> = w_scale.iter().map(|w| w / 127.0).collect();
+                let w_scale = self.constant_f32("w_scale_over_127", scale_dims, &w_scale);
+                (xq, self.op("Mul", &[&amax, &w_scale], vec![]))
+            }
+        }
     }
 
     /// Per-frame symmetric quantization of `x`: returns (int8 tensor, max |x|).
@@ -264,41 +281,12 @@ impl Emitter<'_> {
             return;
         }
         let wq_name = self.constant("weight_int8", |name| i8_tensor(name, wdims, &wq));
-        let (xq, out_scale) = match static_scale {
-            Some(s) => {
-                let s = s.max(MIN_SCALE);
-                let inv = self.constant_f32("x_inv_scale", &[], &[1.0 / s]);
-                let xs = self.op("Mul", &[x, &inv], vec![]);
-                let lo = self.constant_f32("q_min", &[], &[-127.0]);
-                let hi = self.constant_f32("q_max", &[], &[127.0]);
-                let xs = self.op("Clip", &[&xs, &lo, &hi], vec![]);
-                let combined: Vec<f32> = w_scale.iter().map(|ws| ws * s).collect();
-                (
-                    self.round_to_int8(&xs),
-                    self.constant_f32("out_scale", &channel_dims, &combined),
-                )
-            }
-            None => {
-                // One scale per tensor: a convolution mixes neighbouring pixels, so
-                // per-token scales do not apply (and a per-token quantization of the
-                // same tensor cannot be shared).
-                let per_token = std::mem::replace(&mut self.per_token, false);
-                let (xq, amax) = match self.quantized.get(x) {
-                    Some(done) if !per_token => done.clone(),
-                    _ => {
-                        let done = self.quantize_dynamic(x);
-                        if !per_token {
-                            self.quantized.insert(x.to_string(), done.clone());
-                        }
-                        done
-                    }
-                };
-                self.per_token = per_token;
-                let w_scale: Vec<f32> = w_scale.iter().map(|w| w / 127.0).collect();
-                let w_scale = self.constant_f32("w_scale_over_127", &channel_dims, &w_scale);
-                (xq, self.op("Mul", &[&amax, &w_scale], vec![]))
-            }
-        };
+        // One scale per tensor: a convolution mixes neighbouring pixels, so per-token
+        // scales do not apply (and a per-token quantization of the same tensor
+        // cannot be shared).
+        let per_token = std::mem::replace(&mut self.per_token, false);
+        let (xq, out_scale) = self.quantize_activation(x, &w_scale, &channel_dims, static_scale);
+        self.per_token = per_token;
         let acc = self.op("ConvInteger", &[&xq, &wq_name], attributes);
         let accf = self.op(
             "Cast",
