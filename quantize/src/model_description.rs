@@ -256,13 +256,15 @@ pub fn describe(
         log::info!("{}: described by {}", model.display(), path.display());
         d
     } else {
+        // CLIP's preprocessing is only known right at 224: any other size, from
+        // the file or from --image-size, needs a description.
         match (fixed_size, request.image_size) {
-            (Some(size), None) if size != 224 => {
+            (Some(size), _) if size != 224 => {
                 return Err(model_error(format!(
                     "takes {size}x{size} images, and nothing says how to preprocess them (no model.json, preprocessor_config.json or open_clip_config.json beside it; CLIP's preprocessing is for 224x224): {flags}"
                 )))
             }
-            (None, Some(size)) if size != 224 => {
+            (_, Some(size)) if size != 224 => {
                 return Err(model_error(format!(
                     "--image-size {size} without a preprocessing: {flags}"
                 )))

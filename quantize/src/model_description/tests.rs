@@ -132,6 +132,15 @@ fn a_model_at_another_size_needs_a_description() {
         e.contains("256x256") && e.contains("--model-config") && e.contains("--family"),
         "{e}"
     );
+    // --image-size does not make CLIP's preprocessing right for another size.
+    let sized = DescribeRequest {
+        image_size: Some(256),
+        ..Default::default()
+    };
+    for fixed in [Some(256), None] {
+        let e = describe(&model, fixed, &sized).unwrap_err().to_string();
+        assert!(e.contains("--family"), "{fixed:?}: {e}");
+    }
     // 224 or not fixed: CLIP's, as bundles always were.
     let d = describe(&model, Some(224), &DescribeRequest::default()).unwrap();
     assert_eq!(d.preprocess, PreprocessConfig::default());
