@@ -5,7 +5,8 @@
 //!
 //! | module | job |
 //! | --- | --- |
-//! | [`tokenizer`] | OpenAI's CLIP tokenizer, id-for-id |
+//! | [`tokenizer`] | OpenAI's CLIP tokenizer, id-for-id; a model's own `tokenizer.json` |
+//! | [`text_description`] | which tokenizer, length and padding a text tower wants |
 //! | [`prompts`] | labels files and prompt templates |
 //! | [`tower`] | one tower (image or text) out of an ONNX file as hubs publish it |
 //! | [`dynamic_quantize`] | onnxruntime's `DynamicQuantizeLinear` in core operators, for NNEF |
@@ -37,6 +38,7 @@ pub mod prune_tokens;
 pub mod qdq;
 pub mod quant;
 pub mod rewrite_check;
+pub mod text_description;
 pub mod text_encoder;
 pub mod tokenizer;
 pub mod tower;

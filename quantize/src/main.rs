@@ -15,8 +15,11 @@ use clip_quantize::bundle_writer::{write_bundle, BundleSpec, BundleWriteError};
 use clip_quantize::model_description::{describe, DescribeRequest, ModelDescription, Preset};
 use clip_quantize::nnef_export::NnefExportError;
 use clip_quantize::prompts::{load_templates, read_labels};
+use clip_quantize::text_description::{
+    describe_text, TextDescription, TextRequest, TokenizerChoice,
+};
 use clip_quantize::text_encoder::{embed_labels_with, PrefixUse, Schedule, TextEncoder};
-use clip_quantize::tokenizer::ClipTokenizer;
+use clip_quantize::tokenizer::{ClipTokenizer, HubTokenizer, PromptTokenizer};
 use clip_quantize::tower::{self, Tower};
 use indicatif::{ProgressBar, ProgressStyle};
 use tract_onnx::prelude::Framework;
@@ -47,11 +50,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print the 77 CLIP token ids of each text (as OpenAI's clip.tokenize, truncate=True).
+    /// Print the token ids of each text: CLIP's 77 (as OpenAI's clip.tokenize,
+    /// truncate=True), or with --family blip|siglip and --tokenizer, the model's own
+    /// tokenizer.json padded as its family's Python tokenizer pads.
     Tokenize {
         /// Print one JSON array of arrays instead of one line per text.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        text: TextArgs,
         /// Texts to tokenize.
         #[arg(required = true)]
         texts: Vec<String>,
@@ -93,6 +100,8 @@ enum Command {
         /// comparison; the tables agree within 1e-5 either way).
         #[arg(long)]
         no_prefix_cache: bool,
+        #[command(flatten)]
+        text: TextArgs,
     },
     /// Rewrite a fp32 image encoder to int8 (MatMul/Gemm/patch Conv) that tract runs on
     /// its integer kernels.
@@ -195,6 +204,61 @@ impl DescribeArgs {
         );
         Ok(description)
     }
+}
+
+/// Which tokenizer a text tower takes (`labels`, `tokenize`).
+#[derive(clap::Args, Clone, Default)]
+pub(crate) struct TextArgs {
+    /// The text tower's family: clip, openclip and mobileclip use CLIP's tokenizer;
+    /// blip (35 positions, [PAD] padding, attention mask) and siglip (64 positions
+    /// padded with </s>, text lower-cased and stripped of punctuation as
+    /// SiglipTokenizer does) use the model's own tokenizer.json. Default: our
+    /// model.json's, else CLIP.
+    #[arg(long, value_enum)]
+    family: Option<Preset>,
+    /// The model's tokenizer.json (BLIP, SigLIP). Default: our model.json's, else
+    /// tokenizer.json beside the text model or one folder up.
+    #[arg(long, value_name = "FILE")]
+    tokenizer: Option<PathBuf>,
+    /// Positions per prompt, overriding the family's (BLIP 35, SigLIP 64).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(2..))]
+    context_length: Option<u16>,
+    /// The id prompts are padded with, overriding the family's (BLIP 0, SigLIP 1).
+    #[arg(long, value_name = "ID")]
+    pad_id: Option<u32>,
+}
+
+impl TextArgs {
+    /// How the text tower at `model` wants its prompts.
+    fn describe(&self, model: &Path) -> Result<TextDescription> {
+        let description = describe_text(
+            model,
+            &TextRequest {
+                family: self.family.map(|p| p.description().family),
+                tokenizer: self.tokenizer.as_deref(),
+                context_length: self.context_length.map(usize::from),
+                pad_id: self.pad_id,
+            },
+        )?;
+        log::info!(
+            "{}: {} text tower, tokenizer from {}: {:?}",
+            model.display(),
+            description.family.name(),
+            description.origin,
+            description.tokenizer
+        );
+        Ok(description)
+    }
+}
+
+/// The tokenizer a description names.
+fn prompt_tokenizer(choice: &TokenizerChoice) -> Result<Box<dyn PromptTokenizer>> {
+    Ok(match choice {
+        TokenizerChoice::Clip => {
+            Box::new(ClipTokenizer::new().context("cannot build the CLIP tokenizer")?)
+        }
+        TokenizerChoice::Hub { file, spec } => Box::new(HubTokenizer::load(file, spec.clone())?),
+    })
 }
 
 /// `bundle --scoring` values.
@@ -336,7 +400,7 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Tokenize { json, texts } => tokenize(json, &texts),
+        Command::Tokenize { json, text, texts } => tokenize(json, &text, &texts),
         Command::Labels {
             text_model,
             text_output,
@@ -345,9 +409,11 @@ fn main() -> ExitCode {
             out,
             threads,
             no_prefix_cache,
+            text,
         } => labels_cmd(
             &text_model,
             text_output.as_deref(),
+            &text,
             &labels,
             &templates,
             &out,
@@ -367,12 +433,17 @@ fn main() -> ExitCode {
     }
 }
 
-fn tokenize(json: bool, texts: &[String]) -> Result<()> {
-    let tokenizer = ClipTokenizer::new().context("cannot build the CLIP tokenizer")?;
+fn tokenize(json: bool, text: &TextArgs, texts: &[String]) -> Result<()> {
+    // Files are looked for beside the tokenizer, or in the current folder.
+    let beside = text
+        .tokenizer
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("tokenizer.json"));
+    let tokenizer = prompt_tokenizer(&text.describe(&beside)?.tokenizer)?;
     let rows: Vec<Vec<i64>> = texts
         .iter()
-        .map(|t| tokenizer.tokenize(t).to_vec())
-        .collect();
+        .map(|t| Ok(tokenizer.tokenize_row(t)?.ids().to_vec()))
+        .collect::<Result<_>>()?;
     if json {
         println!("{}", serde_json::to_string(&rows)?);
     } else {
@@ -384,9 +455,11 @@ fn tokenize(json: bool, texts: &[String]) -> Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn labels_cmd(
     text_model: &Path,
     text_output: Option<&str>,
+    text: &TextArgs,
     labels_path: &Path,
     templates: &str,
     out: &Path,
@@ -395,8 +468,14 @@ fn labels_cmd(
 ) -> Result<()> {
     let labels = read_labels(labels_path)?;
     let templates = load_templates(templates)?;
-    let tokenizer = ClipTokenizer::new().context("cannot build the CLIP tokenizer")?;
-    let encoder = TextEncoder::load(text_model, text_output)?;
+    let description = text.describe(text_model)?;
+    let tokenizer = prompt_tokenizer(&description.tokenizer)?;
+    let encoder = match &description.tokenizer {
+        TokenizerChoice::Clip => TextEncoder::load(text_model, text_output)?,
+        TokenizerChoice::Hub { spec, .. } => {
+            TextEncoder::load_padded(text_model, text_output, spec.context_length)?
+        }
+    };
     let text_sha =
         sha256_file(text_model).with_context(|| format!("cannot read {}", text_model.display()))?;
     let total = labels.len() * templates.len();
@@ -419,7 +498,7 @@ fn labels_cmd(
     };
     let rows = embed_labels_with(
         &encoder,
-        &tokenizer,
+        tokenizer.as_ref(),
         &labels,
         &templates,
         threads,
@@ -436,7 +515,7 @@ fn labels_cmd(
                 "template prefixes cached, runs as long as their longest prompt after them"
             }
             Schedule::ByLength => "runs as long as their longest prompt",
-            Schedule::FullLength => "every prompt over all 77 positions",
+            Schedule::FullLength => "every prompt over all its positions",
         }
     );
     let table = LabelTable::new(labels, templates, text_sha, rows)?;

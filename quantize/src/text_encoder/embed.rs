@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use clip_edge_core::scoring::l2_normalize;
 
 use super::{Prefix, TextEncoder, TextEncoderError};
-use crate::tokenizer::{ClipTokenizer, CONTEXT_LENGTH};
+use crate::tokenizer::{PromptTokenizer, TokenRow};
 
 /// Runs per window: enough for prompts of a length to share runs, few enough that
 /// a window's rows and embeddings stay small.
@@ -53,7 +53,7 @@ impl PrefixUse {
 /// number of prompts done after each run.
 pub fn embed_labels(
     encoder: &TextEncoder,
-    tokenizer: &ClipTokenizer,
+    tokenizer: &dyn PromptTokenizer,
     labels: &[String],
     templates: &[String],
     threads: usize,
@@ -79,13 +79,20 @@ pub fn embed_labels(
 /// only its tokens after them.
 pub fn embed_labels_with(
     encoder: &TextEncoder,
-    tokenizer: &ClipTokenizer,
+    tokenizer: &dyn PromptTokenizer,
     labels: &[String],
     templates: &[String],
     threads: usize,
     prefixes: PrefixUse,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Vec<f32>>, TextEncoderError> {
+    if tokenizer.context_length() != encoder.context_length() {
+        return Err(TextEncoderError::Output(format!(
+            "the tokenizer gives rows of {} positions, the text tower takes {}",
+            tokenizer.context_length(),
+            encoder.context_length()
+        )));
+    }
     let dim = encoder.dim();
     let total = labels.len() * templates.len();
     let window = RUNS_PER_WINDOW * encoder.max_batch();
@@ -114,9 +121,11 @@ pub fn embed_labels_with(
                     .iter()
                     .map(|label| crate::prompts::fill(template, label))
                     .collect();
-                let rows: Vec<[i64; CONTEXT_LENGTH]> =
-                    texts.iter().map(|t| tokenizer.tokenize(t)).collect();
-                let prefix = encoder.prefix(&mut state, &rows[0][..shared_prefix(&rows)])?;
+                let rows = texts
+                    .iter()
+                    .map(|t| tokenizer.tokenize_row(t))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let prefix = encoder.prefix(&mut state, &rows[0].ids()[..shared_prefix(&rows)])?;
                 let out = &mut embeddings[..rows.len() * dim];
                 run_window(encoder, &rows, Some(&prefix), threads, out, |n| {
                     done += n;
@@ -138,9 +147,9 @@ pub fn embed_labels_with(
                     crate::prompts::fill(&templates[template], &labels[label]),
                 )
             };
-            let rows: Vec<[i64; CONTEXT_LENGTH]> = (start..end)
-                .map(|k| tokenizer.tokenize(&prompt(k).1))
-                .collect();
+            let rows = (start..end)
+                .map(|k| tokenizer.tokenize_row(&prompt(k).1))
+                .collect::<Result<Vec<_>, _>>()?;
             let out = &mut embeddings[..rows.len() * dim];
             run_window(encoder, &rows, None, threads, out, |n| {
                 done += n;
@@ -163,12 +172,17 @@ pub fn embed_labels_with(
 }
 
 /// How many leading tokens all `rows` share, leaving each at least its EOT.
-fn shared_prefix(rows: &[[i64; CONTEXT_LENGTH]]) -> usize {
+fn shared_prefix(rows: &[TokenRow]) -> usize {
     let Some(first) = rows.first() else { return 1 };
     rows.iter()
         .map(|row| {
-            let same = first.iter().zip(row).take_while(|(a, b)| a == b).count();
-            same.min(super::token_count(row) - 1)
+            let same = first
+                .ids()
+                .iter()
+                .zip(row.ids())
+                .take_while(|(a, b)| a == b)
+                .count();
+            same.min(row.len() - 1)
         })
         .min()
         .unwrap_or(1)
@@ -180,7 +194,7 @@ fn shared_prefix(rows: &[[i64; CONTEXT_LENGTH]]) -> usize {
 /// take in turn; with a `prefix`, only the tokens after it run. `progress` gets the number of prompts each finished run held.
 fn run_window(
     encoder: &TextEncoder,
-    rows: &[[i64; CONTEXT_LENGTH]],
+    rows: &[TokenRow],
     prefix: Option<&Prefix>,
     threads: usize,
     out: &mut [f32],
@@ -188,7 +202,7 @@ fn run_window(
 ) -> Result<(), TextEncoderError> {
     let dim = encoder.dim();
     let mut order: Vec<usize> = (0..rows.len()).collect();
-    order.sort_by_key(|&i| super::token_count(&rows[i]));
+    order.sort_by_key(|&i| rows[i].len());
     let runs: Vec<&[usize]> = order.chunks(encoder.max_batch()).collect();
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
@@ -210,8 +224,7 @@ fn run_window(
                 while !failed.load(Ordering::Relaxed) {
                     let r = next.fetch_add(1, Ordering::Relaxed);
                     let Some(run) = runs.get(r) else { break };
-                    let run_rows: Vec<&[i64; CONTEXT_LENGTH]> =
-                        run.iter().map(|&i| &rows[i]).collect();
+                    let run_rows: Vec<&TokenRow> = run.iter().map(|&i| &rows[i]).collect();
                     let mut embeddings = vec![0.0; run.len() * dim];
                     let result = match prefix {
                         Some(prefix) => {

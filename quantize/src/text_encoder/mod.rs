@@ -18,7 +18,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
-use crate::tokenizer::{CONTEXT_LENGTH, EOT, SOT};
+use crate::tokenizer::{TokenRow, TokenizerError, CONTEXT_LENGTH, EOT, SOT};
 use crate::tower::{TowerError, TowerInputs};
 
 mod embed;
@@ -88,6 +88,9 @@ pub enum TextEncoderError {
     /// The text encoder was asked for, or gave, something unusable.
     #[error("text encoder: {0}")]
     Output(String),
+    /// A prompt could not be tokenized.
+    #[error(transparent)]
+    Tokenize(#[from] TokenizerError),
 }
 
 impl From<TowerError> for TextEncoderError {
@@ -97,11 +100,13 @@ impl From<TowerError> for TextEncoderError {
 }
 
 /// The shape a plan is built for: a fixed batch (short runs are padded with empty
-/// prompts), and a sequence of any length or of 77.
+/// prompts), and a sequence of any length or of the whole context.
 #[derive(Debug, Clone, Copy)]
 struct RunShape {
     batch: usize,
     any_length: bool,
+    /// Positions of a whole row (CLIP: 77).
+    context: usize,
 }
 
 /// A CLIP text encoder: `input_ids` `[batch, length]` (and, in hub exports, an
@@ -115,6 +120,9 @@ pub struct TextEncoder {
     shape: RunShape,
     schedule: Schedule,
     dim: usize,
+    /// Rows of the token-embedding table the ids index, when found: an id beyond
+    /// it is refused before tract sees it (tract's Gather does not check).
+    vocab: Option<usize>,
     /// The plan for prompts after a cached prefix, when the tower has one
     /// ([`prefix_cache`]); it gives each attention's keys and values of its own
     /// tokens after the embedding.
@@ -173,26 +181,19 @@ impl TextEncoder {
         output: Option<&str>,
         schedule: Schedule,
     ) -> Result<Self, TextEncoderError> {
+        let context = CONTEXT_LENGTH;
         let mut tower = crate::tower::load(path, crate::tower::Tower::Text, output)?;
         let TowerInputs::Text { ids, mask } = tower.inputs.clone() else {
             return Err(TextEncoderError::Output("not a text tower".into()));
         };
         let mask = mask.as_deref();
         if tower.batch_dependent {
-            log::info!(
-                "{}: dynamic int8 takes one activation scale over a whole run: one prompt \
-                 per run, over all 77 positions",
-                path.display()
-            );
-            let shape = RunShape {
-                batch: 1,
-                any_length: false,
-            };
-            return Self::from_proto(&tower.model, path, &ids, mask, shape, Schedule::FullLength);
+            return Self::one_prompt_per_run(&tower.model, path, &ids, mask, context);
         }
         let fixed = RunShape {
             batch: BATCH,
             any_length: false,
+            context,
         };
         if schedule == Schedule::FullLength {
             let shape = fixed;
@@ -220,6 +221,7 @@ impl TextEncoder {
             RunShape {
                 batch: BATCH,
                 any_length: true,
+                context,
             },
             Schedule::ByLength,
         );
@@ -245,6 +247,54 @@ impl TextEncoder {
             path.display()
         );
         Self::from_proto(&tower.model, path, &ids, mask, fixed, Schedule::FullLength)
+    }
+
+    /// Loads the text tower of a family whose tokenizer pads every prompt to
+    /// `context_length` positions itself (BLIP's 35, SigLIP's 64): each run covers
+    /// them all ([`Schedule::FullLength`]; SigLIP reads its embedding at the last
+    /// position, padding included) and no prefixes are cached (BLIP's BERT attends
+    /// both ways).
+    pub fn load_padded(
+        path: &Path,
+        output: Option<&str>,
+        context_length: usize,
+    ) -> Result<Self, TextEncoderError> {
+        let tower = crate::tower::load(path, crate::tower::Tower::Text, output)?;
+        let TowerInputs::Text { ids, mask } = tower.inputs.clone() else {
+            return Err(TextEncoderError::Output("not a text tower".into()));
+        };
+        let mask = mask.as_deref();
+        if tower.batch_dependent {
+            return Self::one_prompt_per_run(&tower.model, path, &ids, mask, context_length);
+        }
+        let shape = RunShape {
+            batch: BATCH,
+            any_length: false,
+            context: context_length,
+        };
+        Self::from_proto(&tower.model, path, &ids, mask, shape, Schedule::FullLength)
+    }
+
+    /// A dynamic int8 tower: one activation scale is taken over a whole run, so
+    /// each run holds one prompt over the whole context.
+    fn one_prompt_per_run(
+        proto: &tract_onnx::pb::ModelProto,
+        path: &Path,
+        ids: &str,
+        mask: Option<&str>,
+        context: usize,
+    ) -> Result<Self, TextEncoderError> {
+        log::info!(
+            "{}: dynamic int8 takes one activation scale over a whole run: one prompt \
+             per run, over all {context} positions",
+            path.display()
+        );
+        let shape = RunShape {
+            batch: 1,
+            any_length: false,
+            context,
+        };
+        Self::from_proto(proto, path, ids, mask, shape, Schedule::FullLength)
     }
 
     /// Loads a model with one output whose inputs are `ids` and `mask`; `path`
@@ -316,7 +366,7 @@ impl TextEncoder {
         let length_dim: TDim = if shape.any_length {
             model.symbols.sym("length").into()
         } else {
-            CONTEXT_LENGTH.into()
+            shape.context.into()
         };
         for (at, dt) in [(ids_at, input_type)]
             .into_iter()
@@ -350,6 +400,7 @@ impl TextEncoder {
             },
             false => None,
         };
+        let vocab = vocabulary_size(&typed, ids_at);
         let typed = typed.into_optimized().map_err(load_err(format!(
             "does not accept [{batch_dim}, {length_dim}] token ids"
         )))?;
@@ -379,6 +430,7 @@ impl TextEncoder {
             shape,
             schedule,
             dim,
+            vocab,
             suffix,
         })
     }
@@ -433,6 +485,11 @@ impl TextEncoder {
         self.shape.batch
     }
 
+    /// Positions of every row the tower takes.
+    pub fn context_length(&self) -> usize {
+        self.shape.context
+    }
+
     /// A fresh run state, one per thread.
     pub fn state(&self) -> Result<RunState, TextEncoderError> {
         let run = |source: TractError| TextEncoderError::Run { source };
@@ -446,17 +503,14 @@ impl TextEncoder {
     }
 
     /// Raw (not normalised) embeddings of tokenized prompts, in order.
-    pub fn encode(
-        &self,
-        rows: &[[i64; CONTEXT_LENGTH]],
-    ) -> Result<Vec<Vec<f32>>, TextEncoderError> {
+    pub fn encode(&self, rows: &[TokenRow]) -> Result<Vec<Vec<f32>>, TextEncoderError> {
         let mut state = self.state()?;
         let mut out = vec![0.0; rows.len() * self.dim];
         for (run, out) in rows
             .chunks(self.max_batch())
             .zip(out.chunks_mut(self.max_batch() * self.dim))
         {
-            let run: Vec<&[i64; CONTEXT_LENGTH]> = run.iter().collect();
+            let run: Vec<&TokenRow> = run.iter().collect();
             self.run(&mut state, &run, out)?;
         }
         Ok(out.chunks_exact(self.dim).map(<[f32]>::to_vec).collect())
@@ -467,7 +521,7 @@ impl TextEncoder {
     pub fn run(
         &self,
         state: &mut RunState,
-        rows: &[&[i64; CONTEXT_LENGTH]],
+        rows: &[&TokenRow],
         out: &mut [f32],
     ) -> Result<(), TextEncoderError> {
         self.run_with(state, rows, out, self.schedule)
@@ -477,7 +531,7 @@ impl TextEncoder {
     fn run_with(
         &self,
         state: &mut RunState,
-        rows: &[&[i64; CONTEXT_LENGTH]],
+        rows: &[&TokenRow],
         out: &mut [f32],
         schedule: Schedule,
     ) -> Result<(), TextEncoderError> {
@@ -486,10 +540,10 @@ impl TextEncoder {
         let length = match schedule {
             Schedule::ByLength if self.shape.any_length => rows
                 .iter()
-                .map(|r| token_count(r))
+                .map(|r| r.len())
                 .max()
-                .unwrap_or(CONTEXT_LENGTH),
-            _ => CONTEXT_LENGTH,
+                .unwrap_or(self.shape.context),
+            _ => self.shape.context,
         };
         let inputs = self.inputs(rows, 0, length, &[])?;
         let outputs = state.main.run(inputs).map_err(run)?;
@@ -511,7 +565,7 @@ impl TextEncoder {
                 "the tower cannot cache prefixes".into(),
             ));
         };
-        if tokens.is_empty() || tokens.len() >= CONTEXT_LENGTH {
+        if tokens.is_empty() || tokens.len() >= self.shape.context {
             return Err(TextEncoderError::Output(format!(
                 "a prefix of {} tokens",
                 tokens.len()
@@ -519,8 +573,9 @@ impl TextEncoder {
         }
         // The suffix plan after an empty prefix gives the prefix's own keys and
         // values.
-        let mut row = [0i64; CONTEXT_LENGTH];
-        row[..tokens.len()].copy_from_slice(tokens);
+        let mut ids = vec![0i64; self.shape.context];
+        ids[..tokens.len()].copy_from_slice(tokens);
+        let row = TokenRow::new(ids, tokens.len());
         let inputs = self.inputs(&[&row], 0, tokens.len(), &suffix.empty_past)?;
         let outputs = suffix_state.run(inputs).map_err(run)?;
         Ok(Prefix {
@@ -539,7 +594,7 @@ impl TextEncoder {
         &self,
         state: &mut RunState,
         prefix: &Prefix,
-        rows: &[&[i64; CONTEXT_LENGTH]],
+        rows: &[&TokenRow],
         out: &mut [f32],
     ) -> Result<(), TextEncoderError> {
         let run = |source: TractError| TextEncoderError::Run { source };
@@ -547,11 +602,11 @@ impl TextEncoder {
         let start = prefix.tokens.len();
         if let Some(row) = rows
             .iter()
-            .find(|r| token_count(r) <= start || r[..start] != prefix.tokens[..])
+            .find(|r| r.len() <= start || r.ids()[..start] != prefix.tokens[..])
         {
             return Err(TextEncoderError::Output(format!(
                 "prompt {:?} does not continue the prefix {:?}",
-                &row[..token_count(row)],
+                row.tokens(),
                 prefix.tokens
             )));
         }
@@ -560,23 +615,34 @@ impl TextEncoder {
                 "the tower cannot cache prefixes".into(),
             ));
         };
-        let length = rows
-            .iter()
-            .map(|r| token_count(r))
-            .max()
-            .unwrap_or(start + 1)
-            - start;
+        let length = rows.iter().map(|r| r.len()).max().unwrap_or(start + 1) - start;
         let inputs = self.inputs(rows, start, length, &prefix.past)?;
         let outputs = suffix_state.run(inputs).map_err(run)?;
         self.write_embeddings(&outputs[0], rows.len(), out)
     }
 
-    /// Errors unless `rows` fit one run and `out` holds their embeddings.
-    fn check_run(
-        &self,
-        rows: &[&[i64; CONTEXT_LENGTH]],
-        out: &[f32],
-    ) -> Result<(), TextEncoderError> {
+    /// Errors unless `rows` fit one run, each of the tower's context length, and
+    /// `out` holds their embeddings.
+    fn check_run(&self, rows: &[&TokenRow], out: &[f32]) -> Result<(), TextEncoderError> {
+        if let Some(row) = rows.iter().find(|r| r.ids().len() != self.shape.context) {
+            return Err(TextEncoderError::Output(format!(
+                "a prompt of {} positions for a tower of {}",
+                row.ids().len(),
+                self.shape.context
+            )));
+        }
+        if let Some(vocab) = self.vocab {
+            let outside = rows
+                .iter()
+                .flat_map(|r| r.ids())
+                .find(|&&id| usize::try_from(id).map_or(true, |id| id >= vocab));
+            if let Some(id) = outside {
+                return Err(TextEncoderError::Output(format!(
+                    "token id {id} is outside the tower's vocabulary of {vocab}: the \
+                     tokenizer is not the model's (is --family right?)"
+                )));
+            }
+        }
         if rows.is_empty() || rows.len() > self.max_batch() || out.len() != rows.len() * self.dim {
             return Err(TextEncoderError::Output(format!(
                 "a run of {} prompts into {} values, expected 1..={} prompts of {} values",
@@ -591,12 +657,13 @@ impl TextEncoder {
 
     /// The inputs of one run: the tokens at positions `start..start + length` of
     /// each row, the batch filled up with copies of the first row (their outputs
-    /// are dropped); the attention mask when the tower reads one (1 up to and
-    /// including each row's EOT, 0 on the padding after it: the mask a Hugging Face
-    /// tokenizer gives with the same padding); then `past`.
+    /// are dropped); the attention mask when the tower reads one (1 on each row's
+    /// own positions, up to and including CLIP's EOT, 0 on the padding after
+    /// them: the mask a Hugging Face tokenizer gives with the same padding); then
+    /// `past`.
     fn inputs(
         &self,
-        rows: &[&[i64; CONTEXT_LENGTH]],
+        rows: &[&TokenRow],
         start: usize,
         length: usize,
         past: &[Arc<Tensor>],
@@ -612,14 +679,14 @@ impl TextEncoder {
             Ok(tensor.cast_to_dt(dt)?.into_owned().into_tvalue())
         };
         let ids = padded()
-            .flat_map(|r| &r[start..start + length])
+            .flat_map(|r| &r.ids()[start..start + length])
             .copied()
             .collect();
         let mut inputs = tvec!(to_input(ids, self.input_type).map_err(run)?);
         if let Some((dt, at)) = self.mask {
             let mask = padded()
                 .flat_map(|r| {
-                    let count = token_count(r) - start;
+                    let count = r.len().saturating_sub(start);
                     (0..length).map(move |i| (i < count) as i64)
                 })
                 .collect();
@@ -653,11 +720,30 @@ impl TextEncoder {
     }
 }
 
-/// Positions a tokenized prompt occupies: up to and including its EOT.
-pub fn token_count(row: &[i64; CONTEXT_LENGTH]) -> usize {
-    row.iter()
-        .position(|&t| t == EOT)
-        .map_or(CONTEXT_LENGTH, |at| at + 1)
+/// Rows of the table the token ids index: the first Gather on a constant table
+/// that the ids input (through casts) feeds as indices.
+fn vocabulary_size(model: &TypedModel, ids_at: usize) -> Option<usize> {
+    use tract_onnx::tract_core::ops::array::Gather;
+    use tract_onnx::tract_core::ops::cast::Cast;
+    let mut outlet = *model.inputs.get(ids_at)?;
+    for _ in 0..4 {
+        let next = model.outlet_successors(outlet).first()?;
+        let node = model.node(next.node);
+        if node.op_is::<Gather>() && next.slot == 1 {
+            let table = model.outlet_fact(node.inputs[0]).ok()?;
+            table.konst.as_ref()?;
+            return table
+                .shape
+                .first()?
+                .as_i64()
+                .and_then(|n| usize::try_from(n).ok());
+        }
+        if !node.op_is::<Cast>() {
+            return None;
+        }
+        outlet = OutletId::new(node.id, 0);
+    }
+    None
 }
 
 /// The largest difference between two sets of `dim`-long embeddings, per component,

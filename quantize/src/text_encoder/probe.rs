@@ -1,18 +1,18 @@
 //! Probe prompts that check, at load, that a tower embeds a prompt the same on its
 //! own length, and after a cached prefix, as on all 77 positions.
 
-use super::{error_chain, max_normalized_difference, token_count, Schedule, TextEncoder};
+use super::{error_chain, max_normalized_difference, Schedule, TextEncoder, TokenRow};
 use super::{BY_LENGTH_TOLERANCE, CONTEXT_LENGTH, EOT, SOT};
 
 /// Two probe prompts: "a photo of a" and "a photo of a small red dog ." in CLIP's
 /// vocabulary, tokenized.
-fn probe_prompts() -> [[i64; CONTEXT_LENGTH]; 2] {
+fn probe_prompts() -> [TokenRow; 2] {
     let probe = |words: &[i64]| {
-        let mut row = [0i64; CONTEXT_LENGTH];
+        let mut row = vec![0i64; CONTEXT_LENGTH];
         row[0] = SOT;
         row[1..=words.len()].copy_from_slice(words);
         row[words.len() + 1] = EOT;
-        row
+        TokenRow::new(row, words.len() + 2)
     };
     [
         probe(&[320, 1125, 539, 320]),
@@ -56,7 +56,7 @@ impl TextEncoder {
             }
             Probe::AfterPrefix => {
                 let prefix = self
-                    .prefix(&mut state, &short[..token_count(&short) - 1])
+                    .prefix(&mut state, &short.tokens()[..short.len() - 1])
                     .map_err(|e| format!("the probe prefix fails: {}", error_chain(&e)))?;
                 self.run_after(&mut state, &prefix, &rows, &mut other)
                     .map_err(|e| {

@@ -1,4 +1,7 @@
-//! CLIP text tokenizer, bit-exact with OpenAI's `clip.tokenize(texts, context_length=77, truncate=True)`.
+//! Tokenizers for text towers, each giving [`TokenRow`]s through [`PromptTokenizer`]: a
+//! model's own `tokenizer.json` ([`hub`]: BLIP, SigLIP), and CLIP's, below.
+//!
+//! The CLIP text tokenizer is bit-exact with OpenAI's `clip.tokenize(texts, context_length=77, truncate=True)`.
 //!
 //! The reference pipeline (`clip/simple_tokenizer.py`) is, for every text:
 //!
@@ -78,6 +81,28 @@ pub enum TokenizerError {
     /// A code-page table could not be built.
     #[error("code page `{0}` table is incomplete")]
     CodePage(&'static str),
+    /// A `tokenizer.json` cannot be read or used as asked.
+    #[error("{}: {problem}", path.display())]
+    File {
+        /// The tokenizer file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        problem: String,
+        /// The `tokenizers` crate's error, where there is one.
+        #[source]
+        source: Option<tokenizers::Error>,
+    },
+    /// A `tokenizer.json` failed on a text.
+    #[error("{}: cannot tokenize {text:?}", path.display())]
+    Encode {
+        /// The tokenizer file.
+        path: std::path::PathBuf,
+        /// The text (its first 80 characters).
+        text: String,
+        /// The `tokenizers` crate's error.
+        #[source]
+        source: tokenizers::Error,
+    },
 }
 
 /// Compiles one built-in pattern.
@@ -107,7 +132,11 @@ fn py_strip(s: &str) -> &str {
 }
 
 mod ftfy;
+pub mod hub;
+mod row;
 use ftfy::Ftfy;
+pub use hub::{Canonicalize, HubTokenizer, HubTokenizerSpec};
+pub use row::{PromptTokenizer, TokenRow};
 /// A CLIP tokenizer producing the ids of OpenAI's `clip.tokenize(..., truncate=True)`.
 ///
 /// Building one compiles a few regexes and the BPE tables, so build it once and reuse it.
@@ -189,9 +218,30 @@ impl ClipTokenizer {
         row
     }
 
+    /// [`ClipTokenizer::tokenize`] as a [`TokenRow`]: its prompt runs up to and
+    /// including the EOT.
+    pub fn tokenize_row(&self, text: &str) -> TokenRow {
+        let row = self.tokenize(text);
+        let len = row
+            .iter()
+            .position(|&t| t == EOT)
+            .map_or(CONTEXT_LENGTH, |at| at + 1);
+        TokenRow::new(row.to_vec(), len)
+    }
+
     /// [`ClipTokenizer::tokenize`] for each text, in order.
     pub fn tokenize_batch(&self, texts: &[&str]) -> Vec<[i64; CONTEXT_LENGTH]> {
         texts.iter().map(|t| self.tokenize(t)).collect()
+    }
+}
+
+impl PromptTokenizer for ClipTokenizer {
+    fn context_length(&self) -> usize {
+        CONTEXT_LENGTH
+    }
+
+    fn tokenize_row(&self, text: &str) -> Result<TokenRow, TokenizerError> {
+        Ok(ClipTokenizer::tokenize_row(self, text))
     }
 }
 
