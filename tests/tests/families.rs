@@ -174,3 +174,92 @@ fn every_family_bundles_at_its_own_size_and_matches_its_reference() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// BLIP's and SigLIP's text side from the export: `clip-quantize labels` on the
+/// tiny text tower, its family and tokenizer.json found beside it, gives ONNX
+/// Runtime's embeddings of the prompts (`ort_text_embeds.npy`, made by
+/// `models/export/export_text.py`), normalised; the table bundles with the
+/// family's image tower and `classify --json` scores with the family's rule.
+#[test]
+fn blip_and_siglip_label_tables_come_from_their_own_text_towers() {
+    let dir = scratch("family-text");
+    let templates = dir.join("templates.txt");
+    std::fs::write(&templates, "{}\n").unwrap();
+    for fixture in ["blip-tiny", "siglip-tiny"] {
+        let fixture_dir = repo_root().join("models/fixtures").join(fixture);
+        let text: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixture_dir.join("text.json")).unwrap())
+                .unwrap();
+        let prompts: Vec<&str> = text["prompts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        let labels_txt = dir.join(format!("{fixture}.txt"));
+        std::fs::write(&labels_txt, prompts.join("\n") + "\n").unwrap();
+        let labels = dir.join(format!("{fixture}.safetensors"));
+        let out = run(
+            "clip-quantize",
+            &[
+                "labels",
+                "--text-model",
+                fixture_dir.join("text_encoder.onnx").to_str().unwrap(),
+                "--labels",
+                labels_txt.to_str().unwrap(),
+                "--templates",
+                templates.to_str().unwrap(),
+                "--out",
+                labels.to_str().unwrap(),
+            ],
+        );
+        assert!(out.status.success(), "{fixture}: {}", stderr(&out));
+        let table = LabelTable::load(&labels).unwrap();
+        let reference = npy_rows(&fixture_dir.join("ort_text_embeds.npy"));
+        assert_eq!(table.len(), reference.len(), "{fixture}");
+        for (i, (prompt, expected)) in prompts.iter().zip(&reference).enumerate() {
+            let norm = expected.iter().map(|x| x * x).sum::<f32>().sqrt();
+            let row = &table.embeddings()[i * table.dim()..(i + 1) * table.dim()];
+            let diff = row
+                .iter()
+                .zip(expected)
+                .map(|(a, b)| (a - b / norm).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                diff < 1e-5,
+                "{fixture} {prompt:?}: label row differs from ONNX Runtime's by {diff:e}"
+            );
+        }
+        let bundle = dir.join(format!("{fixture}-bundle"));
+        make_bundle(
+            &fixture_dir.join("image_encoder.onnx"),
+            &labels,
+            &bundle,
+            &[],
+        );
+        let image = repo_root().join("models/shapes/samples/red_triangle.png");
+        let out = run(
+            "clip-edge",
+            &[
+                "classify",
+                "--bundle",
+                bundle.to_str().unwrap(),
+                "--json",
+                "--top-k",
+                "4",
+                image.to_str().unwrap(),
+            ],
+        );
+        assert!(out.status.success(), "{fixture}: {}", stderr(&out));
+        let lines = json_lines(&stdout(&out));
+        let top = lines[0]["top"].as_array().unwrap();
+        assert_eq!(top.len(), 4, "{fixture}");
+        let probs: f64 = top.iter().map(|t| t["prob"].as_f64().unwrap()).sum();
+        match Bundle::load(&bundle).unwrap().manifest.scoring.rule {
+            // Softmax over all four labels sums to one; sigmoids need not.
+            ScoringRule::Softmax => assert!((probs - 1.0).abs() < 1e-4, "{fixture}: {probs}"),
+            ScoringRule::Sigmoid => assert!(fixture.starts_with("siglip"), "{fixture}"),
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
