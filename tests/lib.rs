@@ -170,3 +170,105 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let norm = |v: &[f32]| v.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
     dot / (norm(a) * norm(b))
 }
+
+/// The shapes eval set (`models/shapes/eval/<colour>_<shape>/*.png`, 150 images
+/// no model trained on) as (label, image), sorted by path: the order `run`'s `dir:`
+/// source reads them in.
+pub fn shapes_eval_set() -> Vec<(String, PathBuf)> {
+    let mut images = Vec::new();
+    let classes = std::fs::read_dir(shapes_dir().join("eval")).expect("models/shapes/eval");
+    for class in classes {
+        let class = class.expect("a directory entry").path();
+        let label = class
+            .file_name()
+            .expect("a class folder")
+            .to_string_lossy()
+            .replace('_', " ");
+        for image in std::fs::read_dir(&class).expect("a class folder") {
+            images.push((label.clone(), image.expect("a directory entry").path()));
+        }
+    }
+    images.sort_by(|a, b| a.1.cmp(&b.1));
+    images
+}
+
+/// Zero-shot top-1 of a bundle on [`shapes_eval_set`] through `clip-edge classify
+/// --json --top-k 3`, checking every line's shape (the image, three labels sorted by
+/// probability, cosines within [-1, 1]).
+pub fn classify_top1(bundle: &Path) -> f64 {
+    let images = shapes_eval_set();
+    assert!(images.len() >= 50, "eval set too small: {}", images.len());
+    let mut args = vec![
+        "classify".to_string(),
+        "--bundle".into(),
+        bundle.display().to_string(),
+        "--json".into(),
+        "--top-k".into(),
+        "3".into(),
+    ];
+    args.extend(images.iter().map(|(_, p)| p.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = run("clip-edge", &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&stdout(&out));
+    assert_eq!(lines.len(), images.len());
+    let mut correct = 0;
+    for ((label, path), line) in images.iter().zip(&lines) {
+        assert_eq!(
+            line["image"].as_str(),
+            Some(path.display().to_string().as_str())
+        );
+        let top = line["top"].as_array().expect("a top list");
+        assert_eq!(top.len(), 3);
+        let probs: Vec<f64> = top
+            .iter()
+            .map(|t| t["prob"].as_f64().expect("prob"))
+            .collect();
+        assert!(probs.windows(2).all(|w| w[0] >= w[1]), "not sorted: {line}");
+        assert!(top
+            .iter()
+            .all(|t| t["score"].as_f64().is_some_and(|s| s.abs() <= 1.0 + 1e-5)));
+        if top[0]["label"].as_str() == Some(label.as_str()) {
+            correct += 1;
+        }
+    }
+    let accuracy = correct as f64 / images.len() as f64;
+    eprintln!(
+        "{}: classify zero-shot top-1 {correct}/{} = {accuracy:.4}",
+        bundle.display(),
+        images.len()
+    );
+    accuracy
+}
+
+/// Zero-shot top-1 of a bundle on [`shapes_eval_set`] through `clip-edge run
+/// --source dir:models/shapes/eval --json`, one frame line per image in order.
+pub fn run_top1(bundle: &Path) -> f64 {
+    let images = shapes_eval_set();
+    let source = format!("dir:{}", shapes_dir().join("eval").display());
+    let bundle = bundle.display().to_string();
+    let out = run(
+        "clip-edge",
+        &["run", "--bundle", &bundle, "--source", &source, "--json"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = json_lines(&stdout(&out));
+    let frames: Vec<&serde_json::Value> = lines.iter().filter(|v| v["type"] == "frame").collect();
+    assert_eq!(frames.len(), images.len());
+    let mut correct = 0;
+    for ((label, path), frame) in images.iter().zip(&frames) {
+        assert_eq!(
+            frame["source"].as_str(),
+            Some(path.display().to_string().as_str())
+        );
+        if frame["top"][0]["label"].as_str() == Some(label.as_str()) {
+            correct += 1;
+        }
+    }
+    let accuracy = correct as f64 / images.len() as f64;
+    eprintln!(
+        "{bundle}: run zero-shot top-1 {correct}/{} = {accuracy:.4}",
+        images.len()
+    );
+    accuracy
+}

@@ -2,27 +2,8 @@
 //! eval set, and the committed bundle being what the tools make from the exports.
 
 use clip_edge_e2e::{
-    json_lines, make_bundle, make_labels, run, scratch, shapes_dir, stderr, stdout,
+    classify_top1, make_bundle, make_labels, run, scratch, shapes_dir, stderr, stdout,
 };
-use serde_json::Value;
-use std::path::PathBuf;
-
-fn eval_images() -> Vec<(String, PathBuf)> {
-    let mut images = Vec::new();
-    for class in std::fs::read_dir(shapes_dir().join("eval")).unwrap() {
-        let class = class.unwrap().path();
-        let label = class
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .replace('_', " ");
-        for img in std::fs::read_dir(&class).unwrap() {
-            images.push((label.clone(), img.unwrap().path()));
-        }
-    }
-    images.sort();
-    images
-}
 
 #[test]
 fn demo_classifies_every_sample_correctly() {
@@ -45,45 +26,9 @@ fn demo_classifies_every_sample_correctly() {
     );
 }
 
-/// Zero-shot top-1 of a bundle on the eval set, through `clip-edge classify --json`.
+/// Zero-shot top-1 of a committed shapes bundle on the eval set.
 fn eval_top1(bundle_name: &str) -> f64 {
-    let images = eval_images();
-    assert!(images.len() >= 50, "eval set too small: {}", images.len());
-    let bundle = shapes_dir().join(bundle_name);
-    let mut args = vec![
-        "classify".to_string(),
-        "--bundle".into(),
-        bundle.display().to_string(),
-        "--json".into(),
-        "--top-k".into(),
-        "3".into(),
-    ];
-    args.extend(images.iter().map(|(_, p)| p.display().to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = run("clip-edge", &args);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let lines = json_lines(&stdout(&out));
-    assert_eq!(lines.len(), images.len());
-    let mut correct = 0;
-    for ((label, path), line) in images.iter().zip(&lines) {
-        assert_eq!(line["image"].as_str().unwrap(), path.display().to_string());
-        let top = line["top"].as_array().unwrap();
-        assert_eq!(top.len(), 3);
-        let probs: Vec<f64> = top.iter().map(|t| t["prob"].as_f64().unwrap()).collect();
-        assert!(probs.windows(2).all(|w| w[0] >= w[1]), "not sorted: {line}");
-        assert!(top
-            .iter()
-            .all(|t| t["score"].as_f64().unwrap().abs() <= 1.0 + 1e-5));
-        if top[0]["label"].as_str().unwrap() == label {
-            correct += 1;
-        }
-    }
-    let accuracy = correct as f64 / images.len() as f64;
-    eprintln!(
-        "{bundle_name}: zero-shot top-1 {correct}/{} = {accuracy:.4}",
-        images.len()
-    );
-    accuracy
+    classify_top1(&shapes_dir().join(bundle_name))
 }
 
 #[test]
@@ -216,7 +161,7 @@ fn committed_bundle_is_what_the_tools_make_from_the_exports() {
             ],
         );
         assert!(out.status.success(), "{}", stderr(&out));
-        let v: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
         v["top"][0]["label"].as_str().unwrap().to_string()
     };
     assert_eq!(top(&committed), top(&bundle));
