@@ -6,31 +6,25 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use clip_edge_bundle::{
-    sha256_file, LabelTable, ModelFormat, Precision, ScoringRule, ScoringSection,
-};
+use clip_edge_bundle::{LabelTable, ModelFormat, Precision, ScoringRule, ScoringSection};
 use clip_edge_core::encoder::ImageEncoder;
 use clip_edge_core::scoring::DEFAULT_LOGIT_SCALE;
 use clip_quantize::bundle_writer::{write_bundle, BundleSpec, BundleWriteError};
 use clip_quantize::model_description::{describe, DescribeRequest, ModelDescription, Preset};
 use clip_quantize::nnef_export::NnefExportError;
-use clip_quantize::prompts::{load_templates, read_labels};
-use clip_quantize::text_description::{
-    describe_text, TextDescription, TextRequest, TokenizerChoice,
-};
-use clip_quantize::text_encoder::{embed_labels_with, PrefixUse, Schedule, TextEncoder};
-use clip_quantize::tokenizer::{ClipTokenizer, HubTokenizer, PromptTokenizer};
 use clip_quantize::tower::{self, Tower};
 use indicatif::{ProgressBar, ProgressStyle};
 use tract_onnx::prelude::Framework;
 
 use clip_quantize::calibrate::CalibrationMethod;
 
+mod cmd_labels;
+use cmd_labels::{LabelsArgs, TokenizeArgs};
 mod cmd_quantize;
 mod cmd_smooth;
 
 /// Prompt counts above this get a progress bar.
-const PROGRESS_THRESHOLD: usize = 64;
+pub(crate) const PROGRESS_THRESHOLD: usize = 64;
 
 #[derive(Parser)]
 #[command(
@@ -53,16 +47,7 @@ enum Command {
     /// Print the token ids of each text: CLIP's 77 (as OpenAI's clip.tokenize,
     /// truncate=True), or with --family blip|siglip and --tokenizer, the model's own
     /// tokenizer.json padded as its family's Python tokenizer pads.
-    Tokenize {
-        /// Print one JSON array of arrays instead of one line per text.
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        text: TextArgs,
-        /// Texts to tokenize.
-        #[arg(required = true)]
-        texts: Vec<String>,
-    },
+    Tokenize(TokenizeArgs),
     /// Embed labels through prompt templates with the text encoder; write labels.safetensors.
     ///
     /// Prompts are sorted by length and each batch runs only as long as its longest
@@ -72,37 +57,11 @@ enum Command {
     /// a template's prompts share ("a photo of a") run once per template
     /// and each prompt runs only its own tokens after them, against the cached keys
     /// and values (checked at load too). Speed and memory at ImageNet scale:
-    /// quantize/README.md, "Label tables at scale".
-    Labels {
-        /// The ONNX text encoder: our export's text_encoder.onnx, a hub's
-        /// text_model.onnx (input_ids and attention_mask; fp32 or fp16), or a combined
-        /// model.onnx, whose text tower is used.
-        #[arg(long)]
-        text_model: PathBuf,
-        /// The output holding the text embedding, when the file has several and none
-        /// is named text_embeds, text_features or text_embeddings.
-        #[arg(long, value_name = "NAME")]
-        text_output: Option<String>,
-        /// Labels file: one label per line, no blank lines, no duplicates.
-        #[arg(long)]
-        labels: PathBuf,
-        /// Templates: `photo` ("a photo of a {}."), `imagenet80` (OpenAI's 80), or a file
-        /// with one template per line, each containing {}.
-        #[arg(long, default_value = "photo")]
-        templates: String,
-        /// Output label table (.safetensors).
-        #[arg(long)]
-        out: PathBuf,
-        /// Worker threads running the text encoder (default: one per core).
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-        threads: Option<u16>,
-        /// Run every prompt whole, without caching its template's prefix (for
-        /// comparison; the tables agree within 1e-5 either way).
-        #[arg(long)]
-        no_prefix_cache: bool,
-        #[command(flatten)]
-        text: TextArgs,
-    },
+    /// quantize/README.md, "Label tables at scale". BLIP and SigLIP text towers take
+    /// their prompts through the model's own tokenizer.json, padded as their Python
+    /// tokenizer pads, each over all its positions (quantize/README.md, "Text towers
+    /// other than CLIP").
+    Labels(LabelsArgs),
     /// Rewrite a fp32 image encoder to int8 (MatMul/Gemm/patch Conv) that tract runs on
     /// its integer kernels.
     Quantize(QuantizeArgs),
@@ -204,61 +163,6 @@ impl DescribeArgs {
         );
         Ok(description)
     }
-}
-
-/// Which tokenizer a text tower takes (`labels`, `tokenize`).
-#[derive(clap::Args, Clone, Default)]
-pub(crate) struct TextArgs {
-    /// The text tower's family: clip, openclip and mobileclip use CLIP's tokenizer;
-    /// blip (35 positions, [PAD] padding, attention mask) and siglip (64 positions
-    /// padded with </s>, text lower-cased and stripped of punctuation as
-    /// SiglipTokenizer does) use the model's own tokenizer.json. Default: our
-    /// model.json's, else CLIP.
-    #[arg(long, value_enum)]
-    family: Option<Preset>,
-    /// The model's tokenizer.json (BLIP, SigLIP). Default: our model.json's, else
-    /// tokenizer.json beside the text model or one folder up.
-    #[arg(long, value_name = "FILE")]
-    tokenizer: Option<PathBuf>,
-    /// Positions per prompt, overriding the family's (BLIP 35, SigLIP 64).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(2..))]
-    context_length: Option<u16>,
-    /// The id prompts are padded with, overriding the family's (BLIP 0, SigLIP 1).
-    #[arg(long, value_name = "ID")]
-    pad_id: Option<u32>,
-}
-
-impl TextArgs {
-    /// How the text tower at `model` wants its prompts.
-    fn describe(&self, model: &Path) -> Result<TextDescription> {
-        let description = describe_text(
-            model,
-            &TextRequest {
-                family: self.family.map(|p| p.description().family),
-                tokenizer: self.tokenizer.as_deref(),
-                context_length: self.context_length.map(usize::from),
-                pad_id: self.pad_id,
-            },
-        )?;
-        log::info!(
-            "{}: {} text tower, tokenizer from {}: {:?}",
-            model.display(),
-            description.family.name(),
-            description.origin,
-            description.tokenizer
-        );
-        Ok(description)
-    }
-}
-
-/// The tokenizer a description names.
-fn prompt_tokenizer(choice: &TokenizerChoice) -> Result<Box<dyn PromptTokenizer>> {
-    Ok(match choice {
-        TokenizerChoice::Clip => {
-            Box::new(ClipTokenizer::new().context("cannot build the CLIP tokenizer")?)
-        }
-        TokenizerChoice::Hub { file, spec } => Box::new(HubTokenizer::load(file, spec.clone())?),
-    })
 }
 
 /// `bundle --scoring` values.
@@ -400,26 +304,8 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Tokenize { json, text, texts } => tokenize(json, &text, &texts),
-        Command::Labels {
-            text_model,
-            text_output,
-            labels,
-            templates,
-            out,
-            threads,
-            no_prefix_cache,
-            text,
-        } => labels_cmd(
-            &text_model,
-            text_output.as_deref(),
-            &text,
-            &labels,
-            &templates,
-            &out,
-            threads.map_or_else(default_threads, usize::from),
-            !no_prefix_cache,
-        ),
+        Command::Tokenize(args) => cmd_labels::tokenize(&args),
+        Command::Labels(args) => cmd_labels::labels(&args),
         Command::Quantize(args) => cmd_quantize::run(&args),
         Command::Eval(args) => cmd_quantize::eval_cmd(&args),
         Command::Bundle(args) => bundle_cmd(&args),
@@ -431,103 +317,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn tokenize(json: bool, text: &TextArgs, texts: &[String]) -> Result<()> {
-    // Files are looked for beside the tokenizer, or in the current folder.
-    let beside = text
-        .tokenizer
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("tokenizer.json"));
-    let tokenizer = prompt_tokenizer(&text.describe(&beside)?.tokenizer)?;
-    let rows: Vec<Vec<i64>> = texts
-        .iter()
-        .map(|t| Ok(tokenizer.tokenize_row(t)?.ids().to_vec()))
-        .collect::<Result<_>>()?;
-    if json {
-        println!("{}", serde_json::to_string(&rows)?);
-    } else {
-        for row in rows {
-            let line: Vec<String> = row.iter().map(|id| id.to_string()).collect();
-            println!("{}", line.join(" "));
-        }
-    }
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-fn labels_cmd(
-    text_model: &Path,
-    text_output: Option<&str>,
-    text: &TextArgs,
-    labels_path: &Path,
-    templates: &str,
-    out: &Path,
-    threads: usize,
-    prefix_cache: bool,
-) -> Result<()> {
-    let labels = read_labels(labels_path)?;
-    let templates = load_templates(templates)?;
-    let description = text.describe(text_model)?;
-    let tokenizer = prompt_tokenizer(&description.tokenizer)?;
-    let encoder = match &description.tokenizer {
-        TokenizerChoice::Clip => TextEncoder::load(text_model, text_output)?,
-        TokenizerChoice::Hub { spec, .. } => {
-            TextEncoder::load_padded(text_model, text_output, spec.context_length)?
-        }
-    };
-    let text_sha =
-        sha256_file(text_model).with_context(|| format!("cannot read {}", text_model.display()))?;
-    let total = labels.len() * templates.len();
-    log::info!(
-        "{} labels x {} templates = {total} prompts, embedding dim {}",
-        labels.len(),
-        templates.len(),
-        encoder.dim()
-    );
-    let bar = if total > PROGRESS_THRESHOLD {
-        progress_bar(total, "embedding labels", "prompts")
-    } else {
-        ProgressBar::hidden()
-    };
-    let started = std::time::Instant::now();
-    let prefixes = if prefix_cache {
-        PrefixUse::Auto
-    } else {
-        PrefixUse::Never
-    };
-    let rows = embed_labels_with(
-        &encoder,
-        tokenizer.as_ref(),
-        &labels,
-        &templates,
-        threads,
-        prefixes,
-        |done| bar.set_position(done as u64),
-    )?;
-    bar.finish_and_clear();
-    let seconds = started.elapsed().as_secs_f64();
-    eprintln!(
-        "embedded {total} prompts in {seconds:.1} s ({:.0} prompts/s; {threads} thread(s), {})",
-        total as f64 / seconds.max(1e-9),
-        match encoder.schedule() {
-            _ if prefixes.applies(&encoder, labels.len()) => {
-                "template prefixes cached, runs as long as their longest prompt after them"
-            }
-            Schedule::ByLength => "runs as long as their longest prompt",
-            Schedule::FullLength => "every prompt over all its positions",
-        }
-    );
-    let table = LabelTable::new(labels, templates, text_sha, rows)?;
-    write_atomically(out, |tmp| Ok(table.save(tmp)?))?;
-    eprintln!(
-        "wrote {}: {} labels x {} dims, {} template(s)",
-        out.display(),
-        table.len(),
-        table.dim(),
-        table.templates().len()
-    );
-    Ok(())
 }
 
 fn bundle_cmd(args: &BundleArgs) -> Result<()> {
@@ -695,14 +484,14 @@ fn detect_precision(model: &Path) -> Result<Precision> {
 }
 
 /// Writes `out` whole or not at all ([`clip_quantize::atomic_file`]).
-fn write_atomically(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+pub(crate) fn write_atomically(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     clip_quantize::atomic_file::write_atomically(out, write)
         .with_context(|| format!("cannot write {}", out.display()))
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal).
 /// One thread per core the process may use.
-fn default_threads() -> usize {
+pub(crate) fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
