@@ -32,13 +32,17 @@ lint: check-patches
     cargo fmt --all -- --check
     cargo clippy --release --workspace --all-targets -- -D warnings
 
-# Rebuild the shapes bundles (fp32 and int8) from the committed exports (after retraining).
-shapes-bundle: build
-    ./target/release/clip-quantize labels --text-model models/shapes/text_encoder.onnx --labels models/shapes/labels.txt --templates photo --out models/shapes/bundle/labels.safetensors
-    ./target/release/clip-quantize bundle --image-model models/shapes/image_encoder.onnx --labels models/shapes/bundle/labels.safetensors --out models/shapes/bundle
-    mkdir -p target/shapes
-    ./target/release/clip-quantize quantize --model models/shapes/image_encoder.onnx --out target/shapes/image_encoder.int8.onnx --calibration models/shapes/samples --report target/shapes/int8-report.json
-    ./target/release/clip-quantize bundle --image-model target/shapes/image_encoder.int8.onnx --labels models/shapes/bundle/labels.safetensors --out models/shapes/bundle-int8
+# Rebuild a shapes model's bundles (fp32 and int8) from its committed exports (after retraining): models/shapes (CLIP) or models/shapes-blip (BLIP).
+shapes-bundle DIR="models/shapes": build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    d={{DIR}}
+    work=target/$(basename $d)
+    mkdir -p $d/bundle $work
+    ./target/release/clip-quantize labels --text-model $d/text_encoder.onnx --labels models/shapes/labels.txt --templates photo --out $d/bundle/labels.safetensors
+    ./target/release/clip-quantize bundle --image-model $d/image_encoder.onnx --labels $d/bundle/labels.safetensors --out $d/bundle
+    ./target/release/clip-quantize quantize --model $d/image_encoder.onnx --out $work/image_encoder.int8.onnx --calibration models/shapes/samples --report $work/int8-report.json
+    ./target/release/clip-quantize bundle --image-model $work/image_encoder.int8.onnx --labels $d/bundle/labels.safetensors --out $d/bundle-int8
 
 # ARM targets: static aarch64 (any aarch64 Linux), aarch64 glibc (Pi OS Bookworm,
 # JetPack 6), 32-bit Pi OS. Linkers and QEMU runners: .cargo/config.toml.
@@ -146,6 +150,9 @@ test-qemu BUNDLE="" *IMAGES: build cross test-vendored
         tests/qemu/e2e.sh models/shapes/bundle
         # int8: more images, as a few may flip a rounding (boards/README.md#int8-on-arm-vs-the-host).
         EXPECT_INT8=1 tests/qemu/e2e.sh models/shapes/bundle-int8 models/shapes/samples/*.png models/shapes/eval/*/000.png
+        # The second family trained on shapes: BLIP (384x384 squash, its own WordPiece labels).
+        tests/qemu/e2e.sh models/shapes-blip/bundle
+        EXPECT_INT8=1 tests/qemu/e2e.sh models/shapes-blip/bundle-int8 models/shapes/samples/*.png models/shapes/eval/*/000.png
         # A hub's onnxruntime int8 (uint8 activations with run-time zero points), as bundled.
         hub=target/qemu-e2e/hub-int8
         mkdir -p $hub
