@@ -41,7 +41,10 @@ fn committed_blip_bundles_are_what_the_tools_make_from_the_exports() {
             "--text-model",
             blip_dir().join("text_encoder.onnx").to_str().unwrap(),
             "--labels",
-            repo_root().join("models/shapes/labels.txt").to_str().unwrap(),
+            repo_root()
+                .join("models/shapes/labels.txt")
+                .to_str()
+                .unwrap(),
             "--out",
             labels.to_str().unwrap(),
         ],
