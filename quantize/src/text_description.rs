@@ -11,33 +11,12 @@ use std::path::{Path, PathBuf};
 use clip_edge_bundle::ModelFamily;
 use serde_json::Value;
 
+use crate::model_description::DescribeError;
 use crate::tokenizer::{Canonicalize, HubTokenizerSpec, CONTEXT_LENGTH};
 
 /// Vocabulary size of CLIP's BPE: a `tokenizer.json` of another size beside a text
 /// tower is not CLIP's.
 pub const CLIP_VOCAB_SIZE: usize = 49408;
-
-/// What can go wrong working out a text tower's tokenizer.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum TextDescriptionError {
-    /// A config or tokenizer file cannot be read or makes no sense.
-    #[error("{}: {message}", path.display())]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
-    /// The text model and what was asked of it disagree, or something is missing.
-    #[error("{}: {message}", model.display())]
-    Model {
-        /// The text model.
-        model: PathBuf,
-        /// What is missing or wrong, and the flag that supplies it.
-        message: String,
-    },
-}
 
 /// The tokenizer a text tower takes its prompts from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,8 +91,8 @@ pub fn family_spec(family: ModelFamily) -> Option<HubTokenizerSpec> {
 pub fn describe_text(
     text_model: &Path,
     request: &TextRequest,
-) -> Result<TextDescription, TextDescriptionError> {
-    let model_err = |message: String| TextDescriptionError::Model {
+) -> Result<TextDescription, DescribeError> {
+    let model_err = |message: String| DescribeError::Model {
         model: text_model.to_path_buf(),
         message,
     };
@@ -171,23 +150,20 @@ pub fn describe_text(
         .and_then(|(path, json)| json.get("text").map(|text| (path, text)));
     let mut file = None;
     if let Some((path, text)) = text {
-        let field = |key: &str| -> Result<Option<u64>, TextDescriptionError> {
+        let field = |key: &str| -> Result<Option<u64>, DescribeError> {
             match text.get(key) {
                 None | Some(Value::Null) => Ok(None),
-                Some(v) => v
-                    .as_u64()
-                    .map(Some)
-                    .ok_or_else(|| TextDescriptionError::File {
-                        path: path.clone(),
-                        message: format!("text.{key} is {v}, expected a whole number"),
-                    }),
+                Some(v) => v.as_u64().map(Some).ok_or_else(|| DescribeError::Read {
+                    path: path.clone(),
+                    message: format!("text.{key} is {v}, expected a whole number"),
+                }),
             }
         };
         if let Some(length) = field("context_length")? {
             spec.context_length = usize::try_from(length).unwrap_or(usize::MAX);
         }
         if let Some(pad) = field("pad_token_id")? {
-            spec.pad_id = u32::try_from(pad).map_err(|_| TextDescriptionError::File {
+            spec.pad_id = u32::try_from(pad).map_err(|_| DescribeError::Read {
                 path: path.clone(),
                 message: format!("text.pad_token_id {pad} is not a token id"),
             })?;
@@ -246,8 +222,8 @@ fn find_tokenizer_json(model: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn read_model_json(path: &Path) -> Result<Value, TextDescriptionError> {
-    let err = |message: String| TextDescriptionError::File {
+fn read_model_json(path: &Path) -> Result<Value, DescribeError> {
+    let err = |message: String| DescribeError::Read {
         path: path.to_path_buf(),
         message,
     };
@@ -255,20 +231,18 @@ fn read_model_json(path: &Path) -> Result<Value, TextDescriptionError> {
     serde_json::from_str(&text).map_err(|e| err(format!("not JSON: {e}")))
 }
 
-fn family_named(name: &str, path: &Path) -> Result<ModelFamily, TextDescriptionError> {
-    serde_json::from_value(Value::String(name.to_string())).map_err(|_| {
-        TextDescriptionError::File {
-            path: path.to_path_buf(),
-            message: format!("family {name:?} is not one of clip, blip, siglip, mobileclip"),
-        }
+fn family_named(name: &str, path: &Path) -> Result<ModelFamily, DescribeError> {
+    serde_json::from_value(Value::String(name.to_string())).map_err(|_| DescribeError::Read {
+        path: path.to_path_buf(),
+        message: format!("family {name:?} is not one of clip, blip, siglip, mobileclip"),
     })
 }
 
 /// The vocabulary size of a `tokenizer.json`, added tokens included.
-fn vocab_size(file: &Path) -> Result<usize, TextDescriptionError> {
+fn vocab_size(file: &Path) -> Result<usize, DescribeError> {
     tokenizers::Tokenizer::from_file(file)
         .map(|t| t.get_vocab_size(true))
-        .map_err(|e| TextDescriptionError::File {
+        .map_err(|e| DescribeError::Read {
             path: file.to_path_buf(),
             message: format!("is not a tokenizer.json that Hugging Face's tokenizers reads: {e}"),
         })

@@ -8,9 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use clip_edge_bundle::ModelFamily;
-use clip_quantize::text_description::{
-    describe_text, family_spec, TextDescriptionError, TextRequest, TokenizerChoice,
-};
+use clip_quantize::model_description::DescribeError;
+use clip_quantize::text_description::{describe_text, family_spec, TextRequest, TokenizerChoice};
 use clip_quantize::text_encoder::TextEncoder;
 use clip_quantize::tokenizer::{Canonicalize, HubTokenizer, PromptTokenizer, TokenRow};
 
@@ -176,8 +175,7 @@ fn text_towers_without_what_they_need_are_refused_by_name() {
     )
     .expect_err("refused");
     assert!(
-        matches!(err, TextDescriptionError::Model { .. })
-            && err.to_string().contains("--tokenizer FILE"),
+        matches!(err, DescribeError::Model { .. }) && err.to_string().contains("--tokenizer FILE"),
         "{err}"
     );
     // A non-CLIP tokenizer.json beside, and nothing saying the family: no silent

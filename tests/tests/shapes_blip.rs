@@ -6,7 +6,9 @@
 //! eval set through `classify` and `run`.
 
 use clip_edge_bundle::{Bundle, LabelTable, ModelFamily, ResizeMode, ScoringRule};
-use clip_edge_e2e::{classify_top1, repo_root, run, run_top1, scratch, stderr};
+use clip_edge_e2e::{
+    classify_top1, make_bundle, make_labels, repo_root, run, run_top1, scratch, stderr,
+};
 use std::path::PathBuf;
 
 /// The zero-shot top-1 the trained second family must reach (the bar).
@@ -34,22 +36,11 @@ fn blip_bundles_reach_the_zero_shot_bar_through_classify_and_run() {
 fn committed_blip_bundles_are_what_the_tools_make_from_the_exports() {
     let dir = scratch("shapes-blip");
     let labels = dir.join("labels.safetensors");
-    let out = run(
-        "clip-quantize",
-        &[
-            "labels",
-            "--text-model",
-            blip_dir().join("text_encoder.onnx").to_str().unwrap(),
-            "--labels",
-            repo_root()
-                .join("models/shapes/labels.txt")
-                .to_str()
-                .unwrap(),
-            "--out",
-            labels.to_str().unwrap(),
-        ],
+    make_labels(
+        &blip_dir().join("text_encoder.onnx"),
+        &repo_root().join("models/shapes/labels.txt"),
+        &labels,
     );
-    assert!(out.status.success(), "{}", stderr(&out));
     let committed = LabelTable::load(&blip_dir().join("bundle/labels.safetensors")).unwrap();
     let made = LabelTable::load(&labels).unwrap();
     assert_eq!(committed.labels(), made.labels());
@@ -84,19 +75,7 @@ fn committed_blip_bundles_are_what_the_tools_make_from_the_exports() {
         ("bundle-int8", int8),
     ] {
         let bundle = dir.join(name);
-        let out = run(
-            "clip-quantize",
-            &[
-                "bundle",
-                "--image-model",
-                model.to_str().unwrap(),
-                "--labels",
-                labels.to_str().unwrap(),
-                "--out",
-                bundle.to_str().unwrap(),
-            ],
-        );
-        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        make_bundle(&model, &labels, &bundle, &[]);
         let committed = blip_dir().join(name);
         assert!(
             std::fs::read(committed.join("model.nnef.tar")).unwrap()
