@@ -3,10 +3,14 @@
 loads: image_encoder.onnx + model.json (format "clip-edge-model/1", as export_clip.py
 writes it) + the reference processor's own config + reference embeddings.
 
-Only random-initialised models in the exact public architecture are built here (no hub
-access): ``--size full`` is the real architecture, ``--size tiny`` the same block types
-with tiny widths, for committed test fixtures.  Text towers are not exported yet
-(``"text_encoder": null``).
+Random-initialised models in the exact public architecture are built here by default (no
+hub access): ``--size full`` is the real architecture, ``--size tiny`` the same block types
+with tiny widths, for committed test fixtures.  ``--pretrained NAME_OR_DIR`` exports a real
+checkpoint instead (SigLIP/BLIP: transformers from_pretrained, a hub name or a local
+directory; MobileCLIP: open_clip pretrained= a checkpoint file or tag, or a hub-layout
+directory); model.json then takes logit scale / bias, image size and preprocessing from the
+checkpoint and its own processor config, and records ``"pretrained"``.  Text towers:
+export_text.py.
 
   --family siglip      transformers SiglipModel; image embedding = get_image_features
                        (the vision tower's pooler output: the MAP / attention-pooling head).
@@ -46,6 +50,10 @@ Examples (from the repository root; offline):
   python3 models/export/export_family.py --family siglip --size full --out /tmp/families/siglip-b16
   python3 models/export/export_family.py --family blip --size full --out /tmp/families/blip-base
   python3 models/export/export_family.py --family mobileclip --size full --out /tmp/families/mobileclip2-s0
+  # real checkpoints (hub names need the hub; local directories / files do not)
+  python3 models/export/export_family.py --family siglip --pretrained google/siglip-base-patch16-224 --out out/siglip-b16
+  python3 models/export/export_family.py --family blip --pretrained ckpt/blip-itm-base-coco --out out/blip-base
+  python3 models/export/export_family.py --family mobileclip --pretrained ckpt/mobileclip2_s0.pt --out out/mobileclip2-s0
 """
 from __future__ import annotations
 
@@ -541,6 +549,314 @@ def build_mobileclip(size: str, seed: int, out: Path, plain_init: bool):
 
 
 # ---------------------------------------------------------------------------
+# Pretrained checkpoints (--pretrained NAME_OR_DIR)
+# ---------------------------------------------------------------------------
+
+# PIL.Image.Resampling values as HF image processors store them (`resample`).
+HF_RESAMPLE = {0: "nearest", 1: "lanczos", 2: "bilinear", 3: "bicubic", 4: "box", 5: "hamming"}
+
+
+def _hf_processor(x: str, S: int, default_cls, default_mean, default_std):
+    """The checkpoint's own image processor (AutoImageProcessor, PIL backend, as the random
+    path's reference processor) and the model.json preprocess it stands for.  Without one
+    (a bare model directory) the family's defaults are used and a warning is printed."""
+    from transformers import AutoImageProcessor
+    try:
+        proc = AutoImageProcessor.from_pretrained(x, backend="pil")
+        origin = f"AutoImageProcessor.from_pretrained({x!r}, backend='pil')"
+    except (OSError, ValueError) as e:
+        print(f"warning: {x} has no image processor config ({type(e).__name__}); using the "
+              f"family default {default_cls.__name__} ({S}x{S} bicubic squash, mean "
+              f"{default_mean}, std {default_std})", file=sys.stderr)
+        proc = default_cls(do_resize=True, size={"height": S, "width": S}, resample=3,
+                           do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
+                           image_mean=default_mean, image_std=default_std, do_convert_rgb=True)
+        origin = f"family default (no processor config in {x})"
+    size = dict(proc.size) if proc.size is not None else {}
+    size = {k: v for k, v in size.items() if v is not None}
+    if set(size) != {"height", "width"} or not (size["height"] == size["width"] == S):
+        raise SystemExit(f"{x}: image processor size {size} is not the model's {S}x{S} "
+                         "squash resize: not supported by this exporter")
+    if getattr(proc, "do_center_crop", False):
+        raise SystemExit(f"{x}: image processor centre-crops; not supported for this family")
+    if not proc.do_resize or not proc.do_rescale or abs(float(proc.rescale_factor) - 1 / 255) > 1e-9:
+        raise SystemExit(f"{x}: image processor do_resize={proc.do_resize} do_rescale="
+                         f"{proc.do_rescale} rescale_factor={proc.rescale_factor}: expected a "
+                         "resize and a 1/255 rescale")
+    resample = int(proc.resample)
+    if resample not in HF_RESAMPLE:
+        raise SystemExit(f"{x}: unknown resample {proc.resample}")
+    if proc.do_normalize:
+        mean = [float(v) for v in proc.image_mean]
+        std = [float(v) for v in proc.image_std]
+    else:
+        mean, std = [0.0, 0.0, 0.0], [1.0, 1.0, 1.0]
+    pre = dict(size=S, resize_shortest_edge=S, resize="squash", interpolation=HF_RESAMPLE[resample],
+               crop="none", crop_offset="floor", mean=mean, std=std)
+    ref = dict(kind="hf", cls=type(proc).__name__, module=type(proc).__module__, backend="pil",
+               origin=origin)
+    return proc, pre, ref
+
+
+def _hf_config_summary(cfg) -> dict:
+    d = cfg.to_diff_dict()
+    d.pop("_name_or_path", None)
+    return d
+
+
+def load_siglip(x: str):
+    """transformers.SiglipModel.from_pretrained(x) (eager attention)."""
+    import transformers
+    from transformers import SiglipModel
+    from transformers.models.siglip.image_processing_pil_siglip import SiglipImageProcessorPil
+    _quiet_transformers()
+    model = SiglipModel.from_pretrained(x, attn_implementation="eager").float().eval()
+    cfg, vc = model.config, model.config.vision_config
+    if not getattr(vc, "vision_use_head", True):
+        raise SystemExit(f"{x}: vision_use_head=False (no MAP head): SiglipModel's image "
+                         "features would not be defined")
+    S = int(vc.image_size)
+    proc, pre, ref_proc = _hf_processor(x, S, SiglipImageProcessorPil, [0.5] * 3, [0.5] * 3)
+    tower = SiglipImageTower(model).eval()
+    probe = torch.randn(2, 3, S, S, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        ref = model.get_image_features(pixel_values=probe)
+        ref = ref.pooler_output if hasattr(ref, "pooler_output") else ref
+        assert torch.equal(tower(probe), ref), "SiglipImageTower != get_image_features"
+    meta = dict(
+        family="siglip", source="hf", model=f"{x} (SiglipModel)", hf_class="SiglipModel",
+        embed_dim=int(vc.hidden_size), image_size=S,
+        logit_scale=float(model.logit_scale.exp()), logit_bias=float(model.logit_bias),
+        scoring="sigmoid", preprocess=pre, reference_processor=ref_proc,
+        random_init=dict(how=f"none: SiglipModel.from_pretrained({x!r}, "
+                             "attn_implementation='eager')"),
+        architecture=dict(
+            vision=dict(width=vc.hidden_size, layers=vc.num_hidden_layers,
+                        heads=vc.num_attention_heads, mlp=vc.intermediate_size,
+                        patch_size=vc.patch_size, image_size=vc.image_size, act=vc.hidden_act,
+                        layer_norm_eps=vc.layer_norm_eps,
+                        pooling="MAP head (probe + nn.MultiheadAttention + LayerNorm + MLP)"),
+            attn_implementation="eager", config=_hf_config_summary(cfg)),
+        text=dict(exported=False, vocab_size=int(cfg.text_config.vocab_size),
+                  context_length=int(cfg.text_config.max_position_embeddings),
+                  tokenizer="SiglipTokenizer (SentencePiece)"),
+        transformers_version=transformers.__version__,
+    )
+    return model, tower, meta, proc
+
+
+def _blip_checkpoint_temp(x: str):
+    """BLIP's learned ITC temperature if the checkpoint files carry a `temp` tensor (the
+    original Salesforce/LAVIS checkpoints do; transformers' BlipForImageTextRetrieval has
+    no such parameter and drops it on load).  Returns (value, where) or (None, reason)."""
+    from transformers.utils import cached_file
+    for fname in ("model.safetensors", "pytorch_model.bin"):
+        try:
+            f = cached_file(x, fname, _raise_exceptions_for_missing_entries=False,
+                            _raise_exceptions_for_connection_errors=False)
+        except Exception:  # noqa: BLE001  (no such file / offline)
+            f = None
+        if not f:
+            continue
+        if fname.endswith(".safetensors"):
+            from safetensors import safe_open
+            with safe_open(f, framework="pt") as sf:
+                keys = [k for k in sf.keys() if k == "temp" or k.endswith(".temp")]
+                if keys:
+                    return float(sf.get_tensor(keys[0]).reshape(-1)[0]), f"{fname}:{keys[0]}"
+        else:
+            sd = torch.load(f, map_location="cpu", weights_only=True)
+            keys = [k for k in sd if k == "temp" or k.endswith(".temp")]
+            if keys:
+                return float(sd[keys[0]].reshape(-1)[0]), f"{fname}:{keys[0]}"
+        return None, f"{fname} has no 'temp' tensor"
+    return None, "no model.safetensors / pytorch_model.bin found"
+
+
+def load_blip(x: str):
+    """transformers.BlipForImageTextRetrieval.from_pretrained(x) (eager attention)."""
+    import transformers
+    from transformers import BlipForImageTextRetrieval
+    from transformers.models.blip.image_processing_pil_blip import BlipImageProcessorPil
+    _quiet_transformers()
+    model = BlipForImageTextRetrieval.from_pretrained(x, attn_implementation="eager").float().eval()
+    cfg, vc = model.config, model.config.vision_config
+    S = int(vc.image_size)
+    proc, pre, ref_proc = _hf_processor(x, S, BlipImageProcessorPil, OPENAI_MEAN, OPENAI_STD)
+    tower = BlipImageTower(model).eval()
+    temp, where = (float(model.temp), "model.temp") if hasattr(model, "temp") \
+        else _blip_checkpoint_temp(x)
+    if temp is None:
+        note = (f"1/temp with BLIP's initial temp {BLIP_TEMP_INIT}: {where}; transformers' "
+                "BlipForImageTextRetrieval has no temp parameter (its ITC path returns the plain "
+                "cosine), so the trained value is not in the checkpoint")
+        temp = BLIP_TEMP_INIT
+    else:
+        note = f"1/temp with the checkpoint's temp {temp:g} ({where}), clamped to [0.001, 0.5]"
+        temp = min(max(temp, 0.001), 0.5)
+    meta = dict(
+        family="blip", source="hf", model=f"{x} (BlipForImageTextRetrieval)",
+        hf_class="BlipForImageTextRetrieval",
+        embed_dim=int(cfg.image_text_hidden_size), image_size=S,
+        logit_scale=1.0 / temp, logit_bias=None, scoring="softmax", logit_scale_note=note,
+        preprocess=pre, reference_processor=ref_proc,
+        random_init=dict(how=f"none: BlipForImageTextRetrieval.from_pretrained({x!r}, "
+                             "attn_implementation='eager')"),
+        architecture=dict(
+            vision=dict(width=vc.hidden_size, layers=vc.num_hidden_layers,
+                        heads=vc.num_attention_heads, mlp=vc.intermediate_size,
+                        patch_size=vc.patch_size, image_size=vc.image_size, act=vc.hidden_act,
+                        layer_norm_eps=vc.layer_norm_eps, pooling="CLS token"),
+            projection=dict(in_features=vc.hidden_size, out_features=cfg.image_text_hidden_size,
+                            bias=True),
+            attn_implementation="eager", config=_hf_config_summary(cfg)),
+        text=dict(exported=False, vocab_size=int(cfg.text_config.vocab_size),
+                  tokenizer="BertTokenizer (bert-base-uncased WordPiece + [DEC]/[ENC])"),
+        transformers_version=transformers.__version__,
+    )
+    return model, tower, meta, proc
+
+
+def _openclip_model_name(name: str) -> str:
+    """--openclip-model: a built-in open_clip name, or a JSON model config file (a bare
+    model config or the hub's open_clip_config.json {"model_cfg": ...}), registered with
+    open_clip under the file's stem."""
+    import open_clip
+    p = Path(name)
+    if name.endswith(".json") and p.is_file():
+        doc = json.loads(p.read_text())
+        mc = doc.get("model_cfg", doc)
+        import tempfile
+        d = Path(tempfile.mkdtemp(prefix="oc-cfg-"))
+        (d / p.name).write_text(json.dumps(mc))
+        open_clip.add_model_config(d / p.name)
+        name = p.stem
+    mc = open_clip.get_model_config(name)
+    if mc is None:
+        raise SystemExit(f"open_clip has no model config {name!r}")
+    if mc.get("vision_cfg", {}).get("timm_model_name") == MCI_TINY_NAME:
+        register_mci_tiny()
+    return name
+
+
+def load_mobileclip(x: str, oc_model: str, out: Path):
+    """open_clip.create_model_and_transforms(oc_model, pretrained=x) then
+    timm.utils.reparameterize_model, as the random path.  x: a checkpoint file, a pretrained
+    tag (open_clip downloads it), or a directory with open_clip_config.json +
+    open_clip_model.safetensors (the hub layout; loaded as 'local-dir:x').
+    Preprocessing: open_clip's preprocess cfg of the loaded model; for a checkpoint FILE
+    (open_clip then falls back to the OpenAI defaults, wrong for MobileCLIP2) the
+    preprocess_cfg of an open_clip_config.json beside the file, else that of the model's
+    pretrained tag (MobileCLIP2-S0: dfndr2b)."""
+    import open_clip
+    import timm
+    from timm.utils import reparameterize_model
+    force, pp_origin = {}, None
+    if Path(x).is_dir():
+        name, kwargs = f"local-dir:{x}", {}
+        mc = json.loads((Path(x) / "open_clip_config.json").read_text())["model_cfg"]
+        if mc.get("vision_cfg", {}).get("timm_model_name") == MCI_TINY_NAME:
+            register_mci_tiny()
+        pp_origin = f"{x}/open_clip_config.json preprocess_cfg"
+    else:
+        name = _openclip_model_name(oc_model)
+        kwargs = dict(pretrained=x)
+        mc = open_clip.get_model_config(name)
+        if Path(x).is_file():
+            beside = Path(x).parent / "open_clip_config.json"
+            tags = open_clip.list_pretrained_tags_by_model(name)
+            if beside.is_file():
+                src = json.loads(beside.read_text()).get("preprocess_cfg", {})
+                pp_origin = f"{beside} preprocess_cfg"
+            elif tags:
+                src = open_clip.get_pretrained_cfg(name, tags[0])
+                pp_origin = f"open_clip.get_pretrained_cfg({name!r}, {tags[0]!r})"
+            else:
+                src = {}
+                pp_origin = "open_clip defaults (no open_clip_config.json beside the file, no tag)"
+                print(f"warning: preprocessing of {x}: {pp_origin}", file=sys.stderr)
+            for k, kw in (("mean", "image_mean"), ("std", "image_std"),
+                          ("interpolation", "image_interpolation"),
+                          ("resize_mode", "image_resize_mode")):
+                if src.get(k) is not None:
+                    force[kw] = tuple(src[k]) if isinstance(src[k], (list, tuple)) else src[k]
+        else:
+            pp_origin = f"open_clip.get_pretrained_cfg({name!r}, {x!r})"
+    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained_text=False,
+                                                                  **kwargs, **force)
+    model.eval()
+    pp = open_clip.get_model_preprocess_cfg(model)
+    S = int(mc["vision_cfg"]["image_size"])
+    S_pp = pp["size"] if isinstance(pp["size"], int) else pp["size"][0]
+    if int(S_pp) != S:
+        raise SystemExit(f"preprocess size {pp['size']} != image size {S}")
+    mode = pp.get("resize_mode", "shortest")
+    if mode == "shortest":
+        geom = dict(resize="shortest", crop="center", crop_offset="round")
+    elif mode == "squash":
+        geom = dict(resize="squash", crop="none", crop_offset="floor")
+    else:
+        raise SystemExit(f"open_clip resize_mode {mode!r} is not supported")
+    probe = _calibration_images(2, S, torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        before = model.encode_image(probe, normalize=False)
+        visual = reparameterize_model(model.visual).eval()
+        after = visual(probe)
+    reparam_diff = float((after - before).abs().max())
+    reparam_scale = float(before.abs().max())
+    print(f"reparameterized: max|after - before| = {reparam_diff:.3e} (max|before| = "
+          f"{reparam_scale:.3e})")
+    if not reparam_diff <= 1e-4 * max(1.0, reparam_scale):
+        raise SystemExit("reparameterize_model changed the function")
+    unfused = sorted(n for n, m in visual.named_modules() if isinstance(m, nn.BatchNorm2d))
+    pp_json = {k: (list(v) if isinstance(v, tuple) else v) for k, v in pp.items()
+               if k in ("size", "mean", "std", "interpolation", "resize_mode")}
+    (out / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": mc, "preprocess_cfg": pp_json}, indent=2) + "\n")
+    meta = dict(
+        family="mobileclip", source="openclip",
+        model=f"{name} pretrained={x}" if kwargs else f"{name}",
+        embed_dim=int(mc["embed_dim"]), image_size=S,
+        logit_scale=float(model.logit_scale.exp()), logit_bias=None, scoring="softmax",
+        preprocess=dict(size=S, resize_shortest_edge=S, interpolation=pp["interpolation"],
+                        mean=[float(v) for v in pp["mean"]], std=[float(v) for v in pp["std"]],
+                        **geom),
+        reference_processor=dict(kind="open_clip", transform=repr(preprocess),
+                                 how=f"open_clip.create_model_and_transforms({name!r}"
+                                     + (f", pretrained={x!r}" if kwargs else "")
+                                     + (f", {', '.join(f'{k}={v!r}' for k, v in force.items())}"
+                                        if force else "") + ")",
+                                 preprocess_origin=pp_origin),
+        random_init=dict(
+            how=f"none: open_clip.create_model_and_transforms({name!r}"
+                + (f", pretrained={x!r}" if kwargs else "") + "); then "
+                "timm.utils.reparameterize_model BEFORE export",
+            reparameterize=dict(function="timm.utils.reparameterize_model",
+                                max_abs_change=reparam_diff, max_abs_output=reparam_scale,
+                                batchnorms_left=len(unfused))),
+        architecture=dict(open_clip_config=mc,
+                          timm_model=mc["vision_cfg"].get("timm_model_name"),
+                          vision_params=int(sum(p.numel() for p in visual.parameters())),
+                          stages=(_stage_summary(visual.trunk)
+                                  if hasattr(getattr(visual, "trunk", None), "stages") else None)),
+        text=dict(exported=False, context_length=int(mc["text_cfg"].get("context_length", 77)),
+                  vocab_size=int(mc["text_cfg"].get("vocab_size", 49408)),
+                  tokenizer="OpenAI CLIP BPE (open_clip custom_text, no_causal_mask)"),
+        open_clip_version=open_clip.__version__, timm_version=timm.__version__,
+    )
+    return model, OpenClipImageTower(visual).eval(), meta, preprocess
+
+
+def load_pretrained(family: str, x: str, out: Path, oc_model: str = "MobileCLIP2-S0"):
+    """(model, image tower, meta, reference processor) of a real checkpoint."""
+    if family == "siglip":
+        return load_siglip(x)
+    if family == "blip":
+        return load_blip(x)
+    return load_mobileclip(x, oc_model, out)
+
+
+# ---------------------------------------------------------------------------
 # Reference inputs
 # ---------------------------------------------------------------------------
 
@@ -621,13 +937,24 @@ def parity(module, sess, make_input, batches=(1, 3)) -> dict:
 
 def main(argv=None):
     p = argparse.ArgumentParser(
-        description="Export the image tower of SigLIP / BLIP / MobileCLIP (random init, exact "
-                    "architecture) to clip-edge ONNX + model.json.",
+        description="Export the image tower of SigLIP / BLIP / MobileCLIP (random init in the "
+                    "exact architecture, or --pretrained) to clip-edge ONNX + model.json.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Examples" + __doc__.split("Examples", 1)[1])
     p.add_argument("--family", required=True, choices=["siglip", "blip", "mobileclip"])
     p.add_argument("--size", default="tiny", choices=["tiny", "full"])
     p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--pretrained", metavar="NAME_OR_DIR", default=None,
+                   help="export a real checkpoint instead of a random model (--size is then "
+                        "ignored). siglip: SiglipModel.from_pretrained(NAME_OR_DIR); blip: "
+                        "BlipForImageTextRetrieval.from_pretrained(NAME_OR_DIR); mobileclip: "
+                        "open_clip.create_model_and_transforms(--openclip-model, "
+                        "pretrained=NAME_OR_DIR) (a checkpoint file or a pretrained tag), or a "
+                        "directory with open_clip_config.json + weights ('local-dir:')")
+    p.add_argument("--openclip-model", default="MobileCLIP2-S0",
+                   help="mobileclip --pretrained FILE|TAG: the open_clip model name, or a JSON "
+                        "model config file (bare or open_clip_config.json) registered under its "
+                        "file stem (default MobileCLIP2-S0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plain-init", action="store_true",
                    help="mobileclip: keep timm's default init (conv std 0.02, identity "
@@ -643,14 +970,16 @@ def main(argv=None):
     for stale in ("preprocessor_config.json", "open_clip_config.json", "text_encoder.onnx"):
         if (a.out / stale).exists():
             (a.out / stale).unlink()
-    if a.family == "siglip":
+    if a.pretrained is not None:
+        _, tower, meta, proc = load_pretrained(a.family, a.pretrained, a.out, a.openclip_model)
+    elif a.family == "siglip":
         tower, meta, proc = build_siglip(a.size, a.seed)
     elif a.family == "blip":
         tower, meta, proc = build_blip(a.size, a.seed)
     else:
         tower, meta, proc = build_mobileclip(a.size, a.seed, a.out, a.plain_init)
     S, D = meta["image_size"], meta["embed_dim"]
-    print(f"built {a.family} {a.size} in {time.time() - t0:.1f}s: D={D} image={S}")
+    print(f"built {a.family} {a.pretrained or a.size} in {time.time() - t0:.1f}s: D={D} image={S}")
 
     if meta["source"] == "hf":
         proc.save_pretrained(str(a.out))  # preprocessor_config.json
@@ -730,8 +1059,8 @@ def main(argv=None):
         source=meta.pop("source"),
         model=meta.pop("model"),
         hf_class=meta.pop("hf_class", None),
-        pretrained=None,
-        random_init=a.size,
+        pretrained=a.pretrained,
+        random_init=None if a.pretrained is not None else a.size,
         seed=a.seed,
         embed_dim=meta.pop("embed_dim"),
         image_size=meta.pop("image_size"),
@@ -775,7 +1104,7 @@ def main(argv=None):
     total = sum(f.stat().st_size for f in a.out.iterdir() if f.is_file())
     print(f"wrote {a.out}/model.json; directory {total / 1e6:.3f} MB "
           f"(total {time.time() - t0:.1f}s)")
-    print(f"PARITY {a.family}-{a.size}: max|onnx-torch| {worst:.3e}, min cosine {worst_cos:.9f}, "
+    print(f"PARITY {a.family}-{a.pretrained or a.size}: max|onnx-torch| {worst:.3e}, min cosine {worst_cos:.9f}, "
           f"image_encoder {size_mb:.3f} MB")
 
 

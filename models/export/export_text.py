@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Export the TEXT tower of the tiny random SigLIP / BLIP models whose image towers
-export_family.py writes (same builders, same seed, so the weights are the ones behind the
+"""Export the TEXT tower of the tiny random SigLIP / BLIP models (or, with --pretrained, of
+a real checkpoint) whose image towers export_family.py writes (same builders, same seed, so the weights are the ones behind the
 committed image_encoder.onnx), plus the tokenizer.json, reference embeddings and text.json.
 
   --family siglip   SiglipModel.get_text_features: text transformer, LAST-token pooling
@@ -37,11 +37,26 @@ pad 1 '</s>'); SigLIP first applies SiglipTokenizer.canonicalize_text (lowercase
 string.punctuation, collapse whitespace, strip), which transformers does outside
 tokenizer.json.  See quantize/tests/fixtures/tokenizers/README.md.
 
+--pretrained NAME_OR_DIR (a hub name, or a local directory: SiglipModel /
+BlipForImageTextRetrieval.from_pretrained) exports a real checkpoint's text tower instead
+(--size and --tokenizer are then ignored).  DIR/tokenizer.json comes from the checkpoint:
+SigLIP: UdopConverter(SiglipTokenizer.from_pretrained(x)).converted() of its spiece.model,
+padding/truncation cleared; context length = text_config.max_position_embeddings.  BLIP: the
+checkpoint's tokenizer.json (else AutoTokenizer.from_pretrained(x).backend_tokenizer saved);
+context length 35 (BLIP's max_txt_len; not in the checkpoint).  The pad id is the
+tokenizer's.  It is compared with the checkpoint's transformers tokenizer on the parity
+strings (recorded in text.json; differences are warned about).  If --out has
+export_family's model.json (same family), its "text" section (tokenizer_file,
+context_length, padding, attention_mask, pad_token_id: what clip-quantize reads) and
+"text_encoder" entry are written, except under models/fixtures/.
+
 Examples (from the repository root; offline):
   python3 models/export/export_text.py --family siglip --size tiny --out models/fixtures/siglip-tiny \\
       --tokenizer quantize/tests/fixtures/tokenizers/siglip/tokenizer.json
   python3 models/export/export_text.py --family blip --size tiny --out models/fixtures/blip-tiny \\
       --tokenizer quantize/tests/fixtures/tokenizers/blip/tokenizer.json
+  python3 models/export/export_text.py --family siglip --pretrained ckpt/siglip-base-patch16-224 --out out/siglip-b16
+  python3 models/export/export_text.py --family blip --pretrained Salesforce/blip-itm-base-coco --out out/blip-base
 """
 from __future__ import annotations
 
@@ -140,9 +155,9 @@ def canonicalize_text(text: str) -> str:
     return text.strip()
 
 
-def make_tokenize(family: str, tokenizer_file: Path):
+def make_tokenize(family: str, tokenizer_file: Path, fam: dict | None = None):
     from tokenizers import Tokenizer
-    f = FAMILY[family]
+    f = fam or FAMILY[family]
     tok = Tokenizer.from_file(str(tokenizer_file))
     tok.enable_truncation(max_length=f["context_length"])
     tok.enable_padding(length=f["context_length"], pad_id=f["pad_id"], pad_token=f["pad_token"])
@@ -255,6 +270,178 @@ def verify_image_side(family: str, size: str, seed: int, out: Path, model) -> di
     return res
 
 
+# ---------------------------------------------------------------------------
+# Pretrained checkpoints (--pretrained NAME_OR_DIR)
+# ---------------------------------------------------------------------------
+
+def _cached(x: str, fname: str):
+    from transformers.utils import cached_file
+    try:
+        return cached_file(x, fname, _raise_exceptions_for_missing_entries=False,
+                           _raise_exceptions_for_connection_errors=False)
+    except Exception:  # noqa: BLE001  (not there / offline)
+        return None
+
+
+def checkpoint_tokenizer(family: str, x: str, out: Path, model) -> tuple[Path, dict]:
+    """Writes out/tokenizer.json from the checkpoint's tokenizer; returns its path and what
+    it is (source, pad token and id, context length).
+      blip:   the checkpoint's tokenizer.json (copied; padding/truncation cleared if it sets
+              them), else AutoTokenizer.from_pretrained(x).backend_tokenizer saved.
+      siglip: UdopConverter(SiglipTokenizer.from_pretrained(x)).converted() of its
+              spiece.model, padding/truncation cleared (as make_parity.py makes the fixture)."""
+    from tokenizers import Tokenizer
+    dst = out / "tokenizer.json"
+    if family == "siglip":
+        from transformers import SiglipTokenizer
+        from transformers.convert_slow_tokenizer import UdopConverter
+        try:
+            slow = SiglipTokenizer.from_pretrained(x)
+        except Exception as e:  # noqa: BLE001
+            raise SystemExit(
+                f"{x}: SiglipTokenizer.from_pretrained failed ({type(e).__name__}: {e}). A SigLIP "
+                "checkpoint needs its spiece.model; SigLIP 2 checkpoints ship Gemma's tokenizer "
+                "(pad 0, no canonicalization) instead, which clip-edge's SigLIP text path does "
+                "not implement") from e
+        tok = UdopConverter(slow).converted()
+        tok.no_padding()
+        tok.no_truncation()
+        tok.save(str(dst))
+        pad_token, pad_id = str(slow.pad_token), int(slow.pad_token_id)
+        source = (f"transformers.convert_slow_tokenizer.UdopConverter(SiglipTokenizer."
+                  f"from_pretrained({x!r})).converted(), padding/truncation cleared")
+        context_length = int(model.config.text_config.max_position_embeddings)
+    else:
+        f = _cached(x, "tokenizer.json")
+        if f:
+            tok = Tokenizer.from_file(f)
+            if tok.padding is None and tok.truncation is None:
+                if Path(f).resolve() != dst.resolve():
+                    shutil.copyfile(f, dst)
+                source = f"{x}: tokenizer.json (copied as is)"
+            else:
+                tok.no_padding()
+                tok.no_truncation()
+                tok.save(str(dst))
+                source = f"{x}: tokenizer.json, padding/truncation cleared"
+        else:
+            from transformers import AutoTokenizer
+            at = AutoTokenizer.from_pretrained(x)
+            bt = getattr(at, "backend_tokenizer", None) or getattr(at, "_tokenizer", None)
+            if bt is None:
+                raise SystemExit(f"{x}: {type(at).__name__} has no tokenizers backend to save")
+            bt = Tokenizer.from_str(bt.to_str())
+            bt.no_padding()
+            bt.no_truncation()
+            bt.save(str(dst))
+            source = (f"AutoTokenizer.from_pretrained({x!r}) ({type(at).__name__}) "
+                      "backend_tokenizer, padding/truncation cleared")
+        tok = Tokenizer.from_file(str(dst))
+        pad_token = "[PAD]"
+        try:
+            from transformers import AutoTokenizer
+            pad_token = str(AutoTokenizer.from_pretrained(x).pad_token or pad_token)
+        except Exception:  # noqa: BLE001
+            pass
+        pad_id = tok.token_to_id(pad_token)
+        if pad_id is None:
+            raise SystemExit(f"{x}: pad token {pad_token!r} not in tokenizer.json")
+        context_length = FAMILY["blip"]["context_length"]  # BLIP's max_txt_len, not in the checkpoint
+    if pad_id != FAMILY[family]["pad_id"]:
+        print(f"warning: {x}: pad id {pad_id} ({pad_token!r}), not {family}'s usual "
+              f"{FAMILY[family]['pad_id']}; written to model.json text.pad_token_id",
+              file=sys.stderr)
+    info = dict(source=source, pad_token=pad_token, pad_token_id=int(pad_id),
+                context_length=context_length)
+    print(f"tokenizer: {source} -> {dst} (pad {pad_token!r}={pad_id}, {context_length} positions)")
+    return dst, info
+
+
+def compare_with_transformers(family: str, x: str, tokenize, fam: dict, texts) -> dict:
+    """tokenizer.json as clip-edge uses it vs the checkpoint's transformers tokenizer
+    (padding='max_length', truncation), on the parity strings.  Differences are printed
+    and recorded, not fatal."""
+    if family == "siglip":
+        from transformers import SiglipTokenizer
+        ref_tok = SiglipTokenizer.from_pretrained(x)
+    else:
+        from transformers import AutoTokenizer
+        ref_tok = AutoTokenizer.from_pretrained(x)
+    enc = ref_tok(list(texts), padding="max_length", max_length=fam["context_length"],
+                  truncation=True)
+    ids, mask = tokenize(list(texts))
+    bad = [t[:40] for t, r, m, e, em in zip(texts, ids, mask, enc["input_ids"],
+                                             enc["attention_mask"])
+           if list(r) != list(e) or list(m) != list(em)]
+    res = dict(reference=f"{type(ref_tok).__name__}.from_pretrained({x!r})(texts, "
+                         f"padding='max_length', max_length={fam['context_length']}, "
+                         "truncation=True)",
+               strings=len(texts), differing=bad)
+    if bad:
+        print(f"WARNING: tokenizer.json differs from {type(ref_tok).__name__} on {len(bad)}/"
+              f"{len(texts)} strings: {bad[:5]}", file=sys.stderr)
+    else:
+        print(f"tokenizer.json == {type(ref_tok).__name__} on all {len(texts)} strings")
+    return res
+
+
+def verify_image_side_pretrained(family: str, out: Path, model) -> dict:
+    """The image_encoder.onnx in --out (export_family --pretrained) vs this model's image
+    tower: same checkpoint."""
+    path = out / "image_encoder.onnx"
+    if not path.exists():
+        return dict(checked=False)
+    S = int(model.config.vision_config.image_size)
+    x = torch.randn(3, 3, S, S, generator=torch.Generator().manual_seed(4000)).numpy()
+    got = ef._session(path).run(None, {"pixel_values": x})[0]
+    tower = (ef.SiglipImageTower if family == "siglip" else ef.BlipImageTower)(model).eval()
+    with torch.no_grad():
+        pt = tower(torch.from_numpy(x)).numpy()
+    res = dict(checked=True, max_abs_diff_torch_vs_onnx=float(np.abs(pt - got).max()),
+               min_cosine_torch_vs_onnx=float(ef._cosines(pt, got).min()))
+    print(f"image side: {res}")
+    if res["min_cosine_torch_vs_onnx"] < 0.9999:
+        raise SystemExit(f"{path} is not this checkpoint's image tower")
+    return res
+
+
+def update_model_json(out: Path, family: str, text_doc: dict):
+    """Adds/updates the "text" section and "text_encoder" entry of export_family's
+    model.json in --out (what clip-quantize's text_description.rs reads: family,
+    text.tokenizer_file, text.context_length, text.pad_token_id).  The committed fixtures
+    under models/fixtures/ are left alone."""
+    mj = out / "model.json"
+    if not mj.exists():
+        return
+    fixtures = (ROOT / "models" / "fixtures").resolve()
+    if out.resolve().is_relative_to(fixtures):
+        print(f"model.json: {mj} is a committed fixture; not updated")
+        return
+    doc = json.loads(mj.read_text())
+    if doc.get("format") != "clip-edge-model/1" or doc.get("family") != family:
+        print(f"warning: {mj} is not a clip-edge-model/1 {family} model.json; not updated",
+              file=sys.stderr)
+        return
+    if doc.get("pretrained") != text_doc.get("pretrained"):
+        print(f"warning: {mj} has pretrained={doc.get('pretrained')!r}, the text tower "
+              f"{text_doc.get('pretrained')!r}", file=sys.stderr)
+    te = text_doc["text_encoder"]
+    old = doc.get("text") or {}
+    doc["text"] = dict(
+        exported=True, tokenizer_file=text_doc["tokenizer_file"],
+        context_length=text_doc["context_length"], padding=text_doc["padding"],
+        attention_mask=text_doc["attention_mask"], pad_token_id=text_doc["pad_token_id"],
+        pad_token=text_doc["pad_token"], text_preprocessing=text_doc["text_preprocessing"],
+        tokenizer_sha256=text_doc["tokenizer_sha256"],
+        vocab_size=old.get("vocab_size"), tokenizer=old.get("tokenizer"), details="text.json")
+    doc["text_encoder"] = dict(
+        file=te["file"], inputs=list(te["inputs"]), output=te["output"]["name"],
+        input_shape=next(iter(te["inputs"].values()))["shape"], output_shape=te["output"]["shape"],
+        bytes=te["bytes"], sha256=te["sha256"])
+    mj.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"model.json: text section and text_encoder written to {mj}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -262,30 +449,61 @@ def main(argv=None):
     p.add_argument("--family", required=True, choices=["siglip", "blip"])
     p.add_argument("--size", default="tiny", choices=["tiny", "full"])
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--tokenizer", required=True, type=Path, help="tokenizer.json to copy and use")
+    p.add_argument("--tokenizer", type=Path, default=None,
+                   help="tokenizer.json to copy and use (random models; required without "
+                        "--pretrained, ignored with it: the checkpoint's tokenizer is used)")
+    p.add_argument("--pretrained", metavar="NAME_OR_DIR", default=None,
+                   help="export the text tower of a real checkpoint (SiglipModel / "
+                        "BlipForImageTextRetrieval .from_pretrained: hub name or local dir); "
+                        "--size is then ignored and DIR/tokenizer.json is made from the "
+                        "checkpoint's tokenizer")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tolerance", type=float, default=1e-3)
     p.add_argument("--skip-image-check", action="store_true")
     a = p.parse_args(argv)
+    if a.pretrained is None and a.tokenizer is None:
+        p.error("--tokenizer is required without --pretrained")
+    if a.pretrained is not None and a.tokenizer is not None:
+        print("note: --tokenizer is ignored with --pretrained (the checkpoint's tokenizer is "
+              "used)", file=sys.stderr)
     torch.set_num_threads(1)
     torch.set_grad_enabled(False)
     t0 = time.time()
-    fam = FAMILY[a.family]
+    fam = dict(FAMILY[a.family])
     a.out.mkdir(parents=True, exist_ok=True)
 
-    model, img_tower, meta = build_model(a.family, a.size, a.seed)
-    image_check = (dict(checked=False) if a.skip_image_check
-                   else verify_image_side(a.family, a.size, a.seed, a.out, model))
+    tok_info = None
+    if a.pretrained is not None:
+        model, img_tower, meta, _ = ef.load_pretrained(a.family, a.pretrained, a.out)
+        tokenizer_file, tok_info = checkpoint_tokenizer(a.family, a.pretrained, a.out, model)
+        fam.update(context_length=tok_info["context_length"], pad_id=tok_info["pad_token_id"],
+                   pad_token=tok_info["pad_token"])
+        image_check = (dict(checked=False) if a.skip_image_check
+                       else verify_image_side_pretrained(a.family, a.out, model))
+    else:
+        tokenizer_file = a.tokenizer
+        model, img_tower, meta = build_model(a.family, a.size, a.seed)
+        image_check = (dict(checked=False) if a.skip_image_check
+                       else verify_image_side(a.family, a.size, a.seed, a.out, model))
     head_info = None
     if a.family == "siglip":
-        head_info = redraw_siglip_text_head(model, a.seed)
+        if a.pretrained is None:
+            head_info = redraw_siglip_text_head(model, a.seed)
+        elif model.text_model.head.out_features != int(meta["embed_dim"]):
+            raise SystemExit(f"{a.pretrained}: text head is {model.text_model.head.out_features} "
+                             f"wide, the image embedding {meta['embed_dim']}")
         tower = SiglipTextTower(model).eval()
     else:
         tower = BlipTextTower(model).eval()
     D = int(meta["embed_dim"])
 
-    tokenize = make_tokenize(a.family, a.tokenizer)
-    n_checked = check_against_parity(a.family, tokenize)
+    tokenize = make_tokenize(a.family, tokenizer_file, fam)
+    # parity.json holds the ids of the fixture tokenizers: only meaningful for them (a
+    # checkpoint's tokenizer is compared with its transformers tokenizer instead).
+    n_checked = check_against_parity(a.family, tokenize) if a.pretrained is None else 0
+    if a.pretrained is not None:
+        tok_info["vs_transformers"] = compare_with_transformers(a.family, a.pretrained, tokenize,
+                                                                fam, parity_texts())
     texts = parity_texts()
     ids, mask = tokenize(texts)
 
@@ -351,8 +569,8 @@ def main(argv=None):
         raise SystemExit(f"parity failed: {worst} {worst_cos}")
 
     tok_dst = a.out / "tokenizer.json"
-    if a.tokenizer.resolve() != tok_dst.resolve():
-        shutil.copyfile(a.tokenizer, tok_dst)
+    if tokenizer_file.resolve() != tok_dst.resolve():
+        shutil.copyfile(tokenizer_file, tok_dst)
     pids, pmask = tokenize(PROMPTS)
     emb = run_ort(sess, a.family, pids, pmask).astype(np.float32)
     np.save(a.out / "ort_text_embeds.npy", emb)
@@ -369,7 +587,8 @@ def main(argv=None):
     import transformers
     doc = dict(
         format="clip-edge-text/1",
-        family=a.family, size=a.size, seed=a.seed, model=meta["model"], hf_class=meta["hf_class"],
+        family=a.family, size=None if a.pretrained else a.size, seed=a.seed,
+        pretrained=a.pretrained, model=meta["model"], hf_class=meta["hf_class"],
         text_encoder=dict(
             file="text_encoder.onnx",
             inputs={k: dict(dtype="int64", shape=v) for k, v in info["inputs"].items()},
@@ -380,8 +599,10 @@ def main(argv=None):
             bytes=path.stat().st_size, sha256=ec.sha256(path), opset=ec.OPSET,
             ops=info["ops"], nodes=info["nodes"], tract_unknown_ops=info["tract_unknown_ops"]),
         tokenizer_file="tokenizer.json", tokenizer_sha256=ec.sha256(tok_dst),
-        tokenizer_source=str(a.tokenizer.resolve().relative_to(ROOT))
-        if a.tokenizer.resolve().is_relative_to(ROOT) else str(a.tokenizer),
+        tokenizer_source=(tok_info["source"] if tok_info is not None
+                          else str(a.tokenizer.resolve().relative_to(ROOT))
+                          if a.tokenizer.resolve().is_relative_to(ROOT) else str(a.tokenizer)),
+        tokenizer_from_checkpoint=tok_info,
         context_length=fam["context_length"], padding="max_length", truncation=True,
         attention_mask=fam["attention_mask"], pad_token=fam["pad_token"],
         pad_token_id=fam["pad_id"],
@@ -410,7 +631,8 @@ def main(argv=None):
     )
     (a.out / "text.json").write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n",
                                      encoding="utf-8")
-    print(f"PARITY {a.family}-{a.size} text: max|onnx-torch| {worst:.3e}, min cosine "
+    update_model_json(a.out, a.family, doc)
+    print(f"PARITY {a.family}-{a.pretrained or a.size} text: max|onnx-torch| {worst:.3e}, min cosine "
           f"{worst_cos:.9f}; {path.stat().st_size / 1e6:.3f} MB ({time.time() - t0:.1f}s)")
 
 
