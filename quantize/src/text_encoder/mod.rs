@@ -181,14 +181,47 @@ impl TextEncoder {
         output: Option<&str>,
         schedule: Schedule,
     ) -> Result<Self, TextEncoderError> {
-        let context = CONTEXT_LENGTH;
+        Self::load_tower(path, output, CONTEXT_LENGTH, schedule)
+    }
+
+    /// Loads the text tower of a family whose tokenizer pads every prompt to
+    /// `context_length` positions itself (BLIP's 35, SigLIP's 64): each run covers
+    /// them all ([`Schedule::FullLength`]; SigLIP reads its embedding at the last
+    /// position, padding included) and no prefixes are cached (BLIP's BERT attends
+    /// both ways).
+    pub fn load_padded(
+        path: &Path,
+        output: Option<&str>,
+        context_length: usize,
+    ) -> Result<Self, TextEncoderError> {
+        Self::load_tower(path, output, context_length, Schedule::FullLength)
+    }
+
+    /// [`load_with`](Self::load_with) on rows of `context` positions (runs by
+    /// length are for CLIP's 77 only: the probe prompts are CLIP's ids).
+    fn load_tower(
+        path: &Path,
+        output: Option<&str>,
+        context: usize,
+        schedule: Schedule,
+    ) -> Result<Self, TextEncoderError> {
         let mut tower = crate::tower::load(path, crate::tower::Tower::Text, output)?;
         let TowerInputs::Text { ids, mask } = tower.inputs.clone() else {
             return Err(TextEncoderError::Output("not a text tower".into()));
         };
         let mask = mask.as_deref();
         if tower.batch_dependent {
-            return Self::one_prompt_per_run(&tower.model, path, &ids, mask, context);
+            log::info!(
+                "{}: dynamic int8 takes one activation scale over a whole run: one prompt \
+                 per run, over all {context} positions",
+                path.display()
+            );
+            let shape = RunShape {
+                batch: 1,
+                any_length: false,
+                context,
+            };
+            return Self::from_proto(&tower.model, path, &ids, mask, shape, Schedule::FullLength);
         }
         let fixed = RunShape {
             batch: BATCH,
@@ -247,54 +280,6 @@ impl TextEncoder {
             path.display()
         );
         Self::from_proto(&tower.model, path, &ids, mask, fixed, Schedule::FullLength)
-    }
-
-    /// Loads the text tower of a family whose tokenizer pads every prompt to
-    /// `context_length` positions itself (BLIP's 35, SigLIP's 64): each run covers
-    /// them all ([`Schedule::FullLength`]; SigLIP reads its embedding at the last
-    /// position, padding included) and no prefixes are cached (BLIP's BERT attends
-    /// both ways).
-    pub fn load_padded(
-        path: &Path,
-        output: Option<&str>,
-        context_length: usize,
-    ) -> Result<Self, TextEncoderError> {
-        let tower = crate::tower::load(path, crate::tower::Tower::Text, output)?;
-        let TowerInputs::Text { ids, mask } = tower.inputs.clone() else {
-            return Err(TextEncoderError::Output("not a text tower".into()));
-        };
-        let mask = mask.as_deref();
-        if tower.batch_dependent {
-            return Self::one_prompt_per_run(&tower.model, path, &ids, mask, context_length);
-        }
-        let shape = RunShape {
-            batch: BATCH,
-            any_length: false,
-            context: context_length,
-        };
-        Self::from_proto(&tower.model, path, &ids, mask, shape, Schedule::FullLength)
-    }
-
-    /// A dynamic int8 tower: one activation scale is taken over a whole run, so
-    /// each run holds one prompt over the whole context.
-    fn one_prompt_per_run(
-        proto: &tract_onnx::pb::ModelProto,
-        path: &Path,
-        ids: &str,
-        mask: Option<&str>,
-        context: usize,
-    ) -> Result<Self, TextEncoderError> {
-        log::info!(
-            "{}: dynamic int8 takes one activation scale over a whole run: one prompt \
-             per run, over all {context} positions",
-            path.display()
-        );
-        let shape = RunShape {
-            batch: 1,
-            any_length: false,
-            context,
-        };
-        Self::from_proto(proto, path, ids, mask, shape, Schedule::FullLength)
     }
 
     /// Loads a model with one output whose inputs are `ids` and `mask`; `path`
