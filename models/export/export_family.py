@@ -220,6 +220,23 @@ def _eager(cfg):
         c._attn_implementation = "eager"
 
 
+def _vit_summary(vc, pooling: str) -> dict:
+    """model.json's architecture.vision of a HF ViT vision config."""
+    return dict(width=vc.hidden_size, layers=vc.num_hidden_layers,
+                heads=vc.num_attention_heads, mlp=vc.intermediate_size,
+                patch_size=vc.patch_size, image_size=vc.image_size, act=vc.hidden_act,
+                layer_norm_eps=vc.layer_norm_eps, pooling=pooling)
+
+
+def _text_summary(cfg, tokenizer: str, context_length: bool = False) -> dict:
+    """model.json's text section before export_text.py exports the text tower."""
+    text = dict(exported=False, vocab_size=int(cfg.text_config.vocab_size))
+    if context_length:
+        text["context_length"] = int(cfg.text_config.max_position_embeddings)
+    text["tokenizer"] = tokenizer
+    return text
+
+
 def build_siglip(size: str, seed: int):
     import transformers
     from transformers import SiglipConfig, SiglipModel
@@ -267,16 +284,11 @@ def build_siglip(size: str, seed: int):
                 "= log(10) and logit_bias = -10 (the SigLIP paper's init; transformers' "
                 f"_init_weights leaves them at {zero_init[0]:g} and {zero_init[1]:g})"),
         architecture=dict(
-            vision=dict(width=vc.hidden_size, layers=vc.num_hidden_layers,
-                        heads=vc.num_attention_heads, mlp=vc.intermediate_size,
-                        patch_size=vc.patch_size, image_size=vc.image_size, act=vc.hidden_act,
-                        layer_norm_eps=vc.layer_norm_eps,
-                        pooling="MAP head (probe + nn.MultiheadAttention + LayerNorm + MLP)"),
+            vision=_vit_summary(
+                vc, "MAP head (probe + nn.MultiheadAttention + LayerNorm + MLP)"),
             attn_implementation="eager",
             config=cfg.to_diff_dict() if size == "tiny" else "SiglipConfig() defaults"),
-        text=dict(exported=False, vocab_size=int(cfg.text_config.vocab_size),
-                  context_length=int(cfg.text_config.max_position_embeddings),
-                  tokenizer="SiglipTokenizer (SentencePiece)"),
+        text=_text_summary(cfg, "SiglipTokenizer (SentencePiece)", context_length=True),
         transformers_version=transformers.__version__,
     )
     return tower, meta, proc
@@ -334,17 +346,13 @@ def build_blip(size: str, seed: int):
                 f"vision_config.initializer_range = {BLIP_VISION_INIT_RANGE} (BlipVisionConfig's "
                 "default 1e-10 gives every vision weight std 1e-10 and embeddings ~1e-8)"),
         architecture=dict(
-            vision=dict(width=vc.hidden_size, layers=vc.num_hidden_layers,
-                        heads=vc.num_attention_heads, mlp=vc.intermediate_size,
-                        patch_size=vc.patch_size, image_size=vc.image_size, act=vc.hidden_act,
-                        layer_norm_eps=vc.layer_norm_eps, pooling="CLS token"),
+            vision=_vit_summary(vc, "CLS token"),
             projection=dict(in_features=vc.hidden_size, out_features=cfg.image_text_hidden_size,
                             bias=True),
             attn_implementation="eager",
             config=(cfg.to_diff_dict() if size == "tiny"
                     else f"BlipConfig() defaults, vision initializer_range {BLIP_VISION_INIT_RANGE}")),
-        text=dict(exported=False, vocab_size=int(cfg.text_config.vocab_size),
-                  tokenizer="BertTokenizer (bert-base-uncased WordPiece + [DEC]/[ENC])"),
+        text=_text_summary(cfg, "BertTokenizer (bert-base-uncased WordPiece + [DEC]/[ENC])"),
         transformers_version=transformers.__version__,
     )
     return tower, meta, proc
@@ -631,15 +639,10 @@ def load_siglip(x: str):
         random_init=dict(how=f"none: SiglipModel.from_pretrained({x!r}, "
                              "attn_implementation='eager')"),
         architecture=dict(
-            vision=dict(width=vc.hidden_size, layers=vc.num_hidden_layers,
-                        heads=vc.num_attention_heads, mlp=vc.intermediate_size,
-                        patch_size=vc.patch_size, image_size=vc.image_size, act=vc.hidden_act,
-                        layer_norm_eps=vc.layer_norm_eps,
-                        pooling="MAP head (probe + nn.MultiheadAttention + LayerNorm + MLP)"),
+            vision=_vit_summary(
+                vc, "MAP head (probe + nn.MultiheadAttention + LayerNorm + MLP)"),
             attn_implementation="eager", config=_hf_config_summary(cfg)),
-        text=dict(exported=False, vocab_size=int(cfg.text_config.vocab_size),
-                  context_length=int(cfg.text_config.max_position_embeddings),
-                  tokenizer="SiglipTokenizer (SentencePiece)"),
+        text=_text_summary(cfg, "SiglipTokenizer (SentencePiece)", context_length=True),
         transformers_version=transformers.__version__,
     )
     return model, tower, meta, proc
@@ -703,15 +706,11 @@ def load_blip(x: str):
         random_init=dict(how=f"none: BlipForImageTextRetrieval.from_pretrained({x!r}, "
                              "attn_implementation='eager')"),
         architecture=dict(
-            vision=dict(width=vc.hidden_size, layers=vc.num_hidden_layers,
-                        heads=vc.num_attention_heads, mlp=vc.intermediate_size,
-                        patch_size=vc.patch_size, image_size=vc.image_size, act=vc.hidden_act,
-                        layer_norm_eps=vc.layer_norm_eps, pooling="CLS token"),
+            vision=_vit_summary(vc, "CLS token"),
             projection=dict(in_features=vc.hidden_size, out_features=cfg.image_text_hidden_size,
                             bias=True),
             attn_implementation="eager", config=_hf_config_summary(cfg)),
-        text=dict(exported=False, vocab_size=int(cfg.text_config.vocab_size),
-                  tokenizer="BertTokenizer (bert-base-uncased WordPiece + [DEC]/[ENC])"),
+        text=_text_summary(cfg, "BertTokenizer (bert-base-uncased WordPiece + [DEC]/[ENC])"),
         transformers_version=transformers.__version__,
     )
     return model, tower, meta, proc
