@@ -121,15 +121,19 @@ test-vendored:
     set -euo pipefail
     export CARGO_TARGET_DIR=$PWD/target/third_party
     s=$SECONDS
-    # tract-core: a causal mask is not two regions (patch 0003).
-    (cd third_party/tract-core && cargo test --release --lib causal_mask_condition)
-    (cd third_party/tract-data && cargo test --release --lib f32_to_int)
+    # tract-core: a causal mask is not two regions (patch 0003); depthwise convolutions
+    # channel-last where channel-first would be scalar, channel multipliers as depthwise
+    # (patch 0004: on aarch64, where the channel-last kernel exists, they assert the plan).
+    (cd third_party/tract-core && cargo test --release --lib -- causal_mask_condition depth_wise)
+    (cd third_party/tract-core && CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER="qemu-aarch64 -cpu cortex-a76" \
+        cargo test --release --lib --target aarch64-unknown-linux-musl -- depth_wise)
+    (cd third_party/tract-data && cargo test --release --lib -- f32_to_int broadcast_to_shape)
     (cd third_party/tract-data && cargo test --release --lib --target aarch64-unknown-linux-musl f32_to_int)
     # i8 packing, x86-64 kernels, and the rayon dispatch (patch 0009: chunk grids,
     # thresholds, every row once), with the thread pool built in as the runtime has it.
     (cd third_party/tract-linalg && cargo test --release --lib --features multithread-mm -- i8k4 x86_64 blocked_walk par_chunks chain_tests)
     (cd third_party/tract-linalg && CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER="qemu-aarch64 -cpu cortex-a76" \
-        cargo test --release --lib --target aarch64-unknown-linux-musl -- i8k4 i32_8x8)
+        cargo test --release --lib --target aarch64-unknown-linux-musl -- i8k4 i32_8x8 depthwise)
     (cd third_party/tract-linalg && cargo test --release --lib --target armv7-unknown-linux-gnueabihf -- i32_8x4)
     echo "test-vendored: $((SECONDS - s)) s"
 
@@ -153,6 +157,18 @@ test-qemu BUNDLE="" *IMAGES: build cross test-vendored
         # The second family trained on shapes: BLIP (384x384 squash, its own WordPiece labels).
         tests/qemu/e2e.sh models/shapes-blip/bundle
         EXPECT_INT8=1 tests/qemu/e2e.sh models/shapes-blip/bundle-int8 models/shapes/samples/*.png models/shapes/eval/*/000.png
+        # A convolutional tower: tiny MobileCLIP2 layout (random weights; label rows are its
+        # reference image embeddings), whose depthwise and channel-multiplier convolutions run
+        # channel-last on aarch64 (third_party tract-core 0004), fp32 and int8.
+        mc=target/qemu-e2e/mobileclip-tiny
+        rm -rf $mc && mkdir -p $mc
+        target/release/clip-quantize bundle --image-model models/fixtures/mobileclip-tiny/image_encoder.onnx \
+            --labels models/fixtures/mobileclip-tiny/labels.safetensors --out $mc/bundle
+        target/release/clip-quantize quantize --model models/fixtures/mobileclip-tiny/image_encoder.onnx --out $mc/int8.onnx
+        target/release/clip-quantize bundle --image-model $mc/int8.onnx \
+            --labels models/fixtures/mobileclip-tiny/labels.safetensors --out $mc/bundle-int8
+        tests/qemu/e2e.sh $mc/bundle runtime/core/tests/fixtures/preprocess/*.png
+        EXPECT_INT8=1 tests/qemu/e2e.sh $mc/bundle-int8 runtime/core/tests/fixtures/preprocess/*.png
         # A hub's onnxruntime int8 (uint8 activations with run-time zero points), as bundled.
         hub=target/qemu-e2e/hub-int8
         mkdir -p $hub
@@ -167,6 +183,10 @@ test-qemu BUNDLE="" *IMAGES: build cross test-vendored
 # Guest instructions per frame and for loading under QEMU (CPU: cortex-a72, cortex-a76, cortex-a15).
 qemu-insn CPU BUNDLE IMAGE N="1" K="4":
     tests/qemu/insn.sh {{CPU}} {{BUNDLE}} {{IMAGE}} {{N}} {{K}}
+
+# The same frame's guest instructions by function of the ARM binary, largest first (where a frame goes).
+qemu-insn-profile CPU BUNDLE IMAGE K="2" TOP="40":
+    tests/qemu/insn-profile.sh {{CPU}} {{BUNDLE}} {{IMAGE}} {{K}} {{TOP}}
 
 # Install clip-edge as a systemd service on HOST (ssh, sudo) for BOARD: builds its target's board binary (`just board`), runs boards/deploy.sh.
 deploy HOST BOARD="pi4" BUNDLE="models/shapes/bundle-int8":

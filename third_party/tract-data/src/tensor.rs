@@ -376,6 +376,10 @@ fn move_axis_pair(axes: &[usize]) -> Option<(usize, usize)> {
     None
 }
 
+/// clip-edge patch: broadcast cells up to this many elements take the typed fill of
+/// `Tensor::broadcast_short_cells`.
+const SHORT_BROADCAST_CELL: usize = 16;
+
 impl Tensor {
     /// Plain storage for this tensor's bytes, materializing it if the storage
     /// keeps them elsewhere.
@@ -1144,6 +1148,17 @@ impl Tensor {
             }
             let cell: usize = shape[bs..].iter().product();
             let cells: usize = shape[..bs].iter().product();
+            // clip-edge patch: a short cell under axes that do not broadcast (a channel
+            // repeated a few times in place, `[.., C, 1] -> [.., C, m]`) takes source element
+            // `i` into cell `i`: a typed fill per cell, not a coordinate walk, a one-element
+            // copy and a doubling copy for every two or three outputs.
+            if cell <= SHORT_BROADCAST_CELL
+                && cells > 0
+                && src[..bs] == shape[..bs]
+                && Self::broadcast_short_cells(source, dst, dt_size, cell)
+            {
+                return Ok(output);
+            }
             if cell > 0 && cells > 0 {
                 let mut src_strides: TVec<usize> = tvec!(0; bs);
                 let mut acc = 1;
@@ -1188,6 +1203,39 @@ impl Tensor {
             }
         }
         Ok(output)
+    }
+
+    /// clip-edge patch: `dst` is `src` with every element repeated `cell` times in place, for
+    /// element sizes of 1, 2, 4 and 8 bytes on aligned buffers; false (nothing written) for
+    /// anything else.
+    fn broadcast_short_cells(src: &[u8], dst: &mut [u8], dt_size: usize, cell: usize) -> bool {
+        fn fill<T: Copy>(src: &[u8], dst: &mut [u8], cell: usize) -> bool {
+            let size = std::mem::size_of::<T>();
+            if src.as_ptr().align_offset(size) != 0
+                || dst.as_ptr().align_offset(size) != 0
+                || dst.len() != src.len() * cell
+            {
+                return false;
+            }
+            // Safety: both buffers are aligned for `T` and whole multiples of its size.
+            let (src, dst) = unsafe {
+                (
+                    std::slice::from_raw_parts(src.as_ptr() as *const T, src.len() / size),
+                    std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut T, dst.len() / size),
+                )
+            };
+            for (out, &value) in dst.chunks_exact_mut(cell).zip(src) {
+                out.fill(value);
+            }
+            true
+        }
+        match dt_size {
+            1 => fill::<u8>(src, dst, cell),
+            2 => fill::<u16>(src, dst, cell),
+            4 => fill::<u32>(src, dst, cell),
+            8 => fill::<u64>(src, dst, cell),
+            _ => false,
+        }
     }
 
     pub fn broadcast_vector_to_shape(&self, shape: &[usize], axis: usize) -> TractResult<Tensor> {
@@ -3319,6 +3367,28 @@ mod tests {
             let got = t.broadcast_to_shape(&dst).unwrap();
             let want = Tensor::broadcast_to_shape_t::<u32>(&t, &dst).unwrap();
             assert_eq!(got, want, "{src:?} -> {dst:?}");
+        }
+    }
+
+    /// clip-edge patch: short innermost cells under non-broadcast axes (a channel repeated in
+    /// place) take the typed fill; every element size it handles against the reference.
+    #[test]
+    fn broadcast_to_shape_short_cells_match_the_reference() {
+        for (src, dst) in [
+            (tvec!(1usize, 4, 4, 8, 1), tvec!(1usize, 4, 4, 8, 2)),
+            (tvec!(6usize, 1), tvec!(6usize, 3)),
+            (tvec!(5usize, 1, 1), tvec!(5usize, 2, 8)),
+            (tvec!(3usize, 1), tvec!(3usize, 17)),
+        ] {
+            let check = |got: Tensor, want: Tensor| assert_eq!(got, want, "{src:?} -> {dst:?}");
+            let t = ramp::<u8>(&src, 3);
+            check(t.broadcast_to_shape(&dst).unwrap(), Tensor::broadcast_to_shape_t::<u8>(&t, &dst).unwrap());
+            let t = ramp::<u16>(&src, 3);
+            check(t.broadcast_to_shape(&dst).unwrap(), Tensor::broadcast_to_shape_t::<u16>(&t, &dst).unwrap());
+            let t = ramp::<f32>(&src, 3);
+            check(t.broadcast_to_shape(&dst).unwrap(), Tensor::broadcast_to_shape_t::<f32>(&t, &dst).unwrap());
+            let t = ramp::<i64>(&src, 3);
+            check(t.broadcast_to_shape(&dst).unwrap(), Tensor::broadcast_to_shape_t::<i64>(&t, &dst).unwrap());
         }
     }
 

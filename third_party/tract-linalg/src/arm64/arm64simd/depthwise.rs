@@ -259,7 +259,66 @@ pub unsafe fn depthwise_c_f32(
 ) {
     unsafe {
         use std::arch::aarch64::*;
-        for i in 0..len {
+        // clip-edge patch: four output positions at a time. Each tap's kernel vectors are
+        // loaded once for the four (the one-position loop loads them for every position, as
+        // many loads as FMAs); every output keeps its bias-then-taps order, so the results are
+        // bit-identical to the one-position loop below.
+        let mut i = 0usize;
+        while i + 4 <= len {
+            let ip: [*const f32; 4] =
+                std::array::from_fn(|p| input.offset((i + p) as isize * in_stride));
+            let op: [*mut f32; 4] =
+                std::array::from_fn(|p| output.offset((i + p) as isize * out_stride));
+            let mut c = 0usize;
+            while c + 16 <= channels {
+                let b: [float32x4_t; 4] = std::array::from_fn(|v| vld1q_f32(bias.add(c + 4 * v)));
+                let mut acc = [b; 4];
+                for (&kix, &off) in tap_indices.iter().zip(offsets) {
+                    let kt = kernel.add(kix * k_stride + c);
+                    let k: [float32x4_t; 4] = std::array::from_fn(|v| vld1q_f32(kt.add(4 * v)));
+                    for p in 0..4 {
+                        let xt = ip[p].offset(off).add(c);
+                        for v in 0..4 {
+                            acc[p][v] = vfmaq_f32(acc[p][v], vld1q_f32(xt.add(4 * v)), k[v]);
+                        }
+                    }
+                }
+                for p in 0..4 {
+                    for v in 0..4 {
+                        vst1q_f32(op[p].add(c + 4 * v), acc[p][v]);
+                    }
+                }
+                c += 16;
+            }
+            while c + 4 <= channels {
+                let mut acc = [vld1q_f32(bias.add(c)); 4];
+                for (&kix, &off) in tap_indices.iter().zip(offsets) {
+                    let k = vld1q_f32(kernel.add(kix * k_stride + c));
+                    for p in 0..4 {
+                        acc[p] = vfmaq_f32(acc[p], vld1q_f32(ip[p].offset(off).add(c)), k);
+                    }
+                }
+                for p in 0..4 {
+                    vst1q_f32(op[p].add(c), acc[p]);
+                }
+                c += 4;
+            }
+            while c < channels {
+                let mut sum = [*bias.add(c); 4];
+                for (&kix, &off) in tap_indices.iter().zip(offsets) {
+                    let k = *kernel.add(kix * k_stride + c);
+                    for p in 0..4 {
+                        sum[p] += k * *ip[p].offset(off).add(c);
+                    }
+                }
+                for p in 0..4 {
+                    *op[p].add(c) = sum[p];
+                }
+                c += 1;
+            }
+            i += 4;
+        }
+        for i in i..len {
             let iptr = input.offset(i as isize * in_stride);
             let optr = output.offset(i as isize * out_stride);
             let mut c = 0usize;
@@ -436,9 +495,10 @@ mod tests {
 
     #[test]
     fn depthwise_c_matches_reference() {
-        for taps in [1usize, 2, 3, 4, 5, 9] {
+        for taps in [1usize, 2, 3, 4, 5, 9, 49] {
             for channels in [1usize, 3, 4, 7, 8, 15, 16, 17, 64] {
-                for len in [1usize, 5, 8] {
+                // Lengths below, at and past the four-position block, and with a tail.
+                for len in [1usize, 3, 4, 5, 8, 11] {
                     for s in [1isize, 2, 3] {
                         compare_c(taps, channels, 0..channels, len, s);
                     }
@@ -451,7 +511,7 @@ mod tests {
     fn depthwise_c_block_matches_reference() {
         for taps in [1usize, 3, 9] {
             for block in [0..16, 16..32, 16..48, 32..64, 5..27, 63..64] {
-                for len in [1usize, 5] {
+                for len in [1usize, 5, 9] {
                     compare_c(taps, 64, block.clone(), len, 1);
                 }
             }

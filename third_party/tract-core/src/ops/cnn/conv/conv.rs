@@ -49,6 +49,10 @@ pub struct Conv {
     pub q_params: Option<DatumType>,
 }
 
+/// clip-edge patch: output rows narrower than this run a channel-first depthwise convolution
+/// channel-last (see `Conv::wire_as_depth_wise`).
+const NARROW_DEPTHWISE_ROW: usize = 16;
+
 impl Conv {
     pub fn input_channels(&self) -> usize {
         self.pool_spec.input_channels
@@ -663,6 +667,59 @@ impl Conv {
         )
     }
 
+    /// clip-edge patch: the channel multiplier `m` of a grouped f32 convolution with one input
+    /// channel per group and `m > 1` outputs each (MobileCLIP's and FastViT's strided 7x7
+    /// stage transitions, `C -> 2C` in `C` groups), where the host has a channel-last
+    /// depthwise kernel. Im2col makes those `C` matrix products of `m` rows each.
+    fn depth_wise_multiplier(&self, input_fact: &TypedFact) -> Option<usize> {
+        let (i, o) = (self.input_channels(), self.output_channels());
+        (self.q_params.is_none()
+            && input_fact.datum_type == f32::datum_type()
+            && input_fact.shape.as_concrete().is_some()
+            && self.group > 1
+            && self.group == i
+            && o > i
+            && o % i == 0
+            && tract_linalg::routines::depthwise_c_f32().is_some())
+        .then_some(o / i)
+    }
+
+    /// clip-edge patch: a convolution with a channel multiplier (see `depth_wise_multiplier`) as
+    /// a depthwise convolution over its input channels repeated `multiplier` times, output
+    /// channel `o` reading input channel `o / multiplier` as the grouped convolution does. The
+    /// `[O, 1, kh, kw]` kernel is already that depthwise convolution's. Channel-first, the
+    /// repeat copies whole planes; `wire_as_depth_wise` then picks the layout that runs it.
+    pub fn wire_as_depth_wise_multiplier(
+        &self,
+        model: &mut TypedModel,
+        name: &str,
+        wire: &[OutletId],
+        multiplier: usize,
+    ) -> TractResult<OutletId> {
+        use crate::ops::array::MultiBroadcastTo;
+        let &[x, kernel, bias] = wire else { bail!("Wrong number of inputs") };
+        let fmt = self.pool_spec.data_format;
+        let c_axis = fmt.shape(model.outlet_fact(x)?.shape.to_tvec())?.c_axis();
+        let (c, o) = (self.input_channels(), self.output_channels());
+        let x = model.wire_node(format!("{name}.multiplier_axis"), AxisOp::Add(c_axis + 1), &[x])?;
+        let mut repeated = model.outlet_fact(x[0])?.shape.to_tvec();
+        repeated[c_axis + 1] = multiplier.to_dim();
+        let x = model.wire_node(
+            format!("{name}.repeat_channels"),
+            MultiBroadcastTo::new(repeated.into()),
+            &x,
+        )?;
+        let x = model.wire_node(
+            format!("{name}.merge_channels"),
+            AxisOp::Reshape(c_axis, tvec!(c.to_dim(), multiplier.to_dim()), tvec!(o.to_dim())),
+            &x,
+        )?;
+        let mut depth_wise = self.clone();
+        depth_wise.group = o;
+        depth_wise.pool_spec.input_channels = o;
+        depth_wise.wire_as_depth_wise(model, name, &[x[0], kernel, bias])
+    }
+
     pub fn wire_as_depth_wise(
         &self,
         model: &mut TypedModel,
@@ -672,6 +729,36 @@ impl Conv {
         let &[x, kernel, mut bias] = wire else { bail!("Wrong number of inputs") };
         let x_fact = model.outlet_fact(x)?.clone();
         let x_shape = x_fact.shape.as_concrete().unwrap();
+        // clip-edge patch: a depthwise convolution `suggested_axis_changes` wanted channel-last,
+        // but that the layout pass left channel-first (a neighbour could not take the move),
+        // runs channel-last between two transposes where the channel-first path would run
+        // scalar: output rows narrower than its vector loops (7x7 over an 8x8 plane leaves a
+        // 2-wide valid zone), or a stride other than 1 with more than four taps. Elsewhere the
+        // channel-first path vectorises along rows and the transposes would cost more than
+        // they save.
+        let taps: usize = self.pool_spec.kernel_shape.iter().product();
+        let strided = self.pool_spec.strides().iter().any(|&s| s != 1);
+        let narrow = self
+            .pool_spec
+            .output_shape(x_shape)?
+            .hw_dims()
+            .last()
+            .is_some_and(|&w| w < NARROW_DEPTHWISE_ROW);
+        if !self.pool_spec.data_format.c_is_last()
+            && x_fact.datum_type == f32::datum_type()
+            && (narrow || (strided && taps > 4))
+            && !self.suggested_axis_changes()?.is_empty()
+        {
+            let fmt = self.pool_spec.data_format;
+            let (c_axis, last) = (fmt.shape(x_shape)?.c_axis(), x_fact.rank() - 1);
+            let mut c_last = self.clone();
+            use crate::ops::nn::DataFormat::{HWC, NHWC};
+            c_last.pool_spec.data_format = if fmt.has_n() { NHWC } else { HWC };
+            let x = model.wire_node(format!("{name}.to_c_last"), AxisOp::Move(c_axis, last), &[x])?;
+            let y = c_last.wire_as_depth_wise(model, name, &[x[0], kernel, bias])?;
+            return Ok(model
+                .wire_node(format!("{name}.from_c_last"), AxisOp::Move(last, c_axis), &[y])?[0]);
+        }
         let ConcretePoolGeometry { input_shape, patch, output_shape } =
             self.pool_spec.compute_geo(&x_fact.shape)?.to_concrete(x_shape)?.into_owned();
         let kernel = self.wire_kernel_as_g_o_ihw(model, name, kernel)?;
@@ -1423,6 +1510,15 @@ impl TypedOp for Conv {
                 let wire = self
                     .wire_as_direct_spatial(&mut patch, &node.name, &inputs)
                     .context("wire_as_direct_spatial")?;
+                patch.shunt_outside(model, OutletId::new(node.id, 0), wire)?;
+                patch.obliterate(node.id)?;
+                Ok(Some(patch))
+            } else if let Some(multiplier) = self.depth_wise_multiplier(input_fact) {
+                let mut patch = TypedModelPatch::new("depth_wise-multiplier");
+                let inputs = patch.taps(model, &node.inputs)?;
+                let wire = self
+                    .wire_as_depth_wise_multiplier(&mut patch, &node.name, &inputs, multiplier)
+                    .context("wire_as_depth_wise_multiplier")?;
                 patch.shunt_outside(model, OutletId::new(node.id, 0), wire)?;
                 patch.obliterate(node.id)?;
                 Ok(Some(patch))

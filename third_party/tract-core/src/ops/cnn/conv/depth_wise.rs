@@ -1000,6 +1000,114 @@ mod tests {
         );
     }
 
+    /// clip-edge patch: a grouped convolution with one input channel and `m` outputs per group
+    /// against the direct loop, `x` NCHW. Where the host has a channel-last depthwise kernel it
+    /// must run as a `DepthWise` (not im2col); returns whether one is in the plan.
+    #[allow(clippy::too_many_arguments)]
+    fn run_multiplier(
+        c: usize,
+        m: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        pad: usize,
+        stride: usize,
+    ) -> Vec<DataFormat> {
+        let o = c * m;
+        let x: Vec<f32> = (0..c * h * w).map(|i| ((i as f32 * 0.137).sin()) * 0.7).collect();
+        let kernel: Vec<f32> = (0..o * k * k).map(|i| ((i as f32 * 0.091).cos()) * 0.3).collect();
+        let bias: Vec<f32> = (0..o).map(|i| (i as f32 * 0.05) - 0.1).collect();
+        let mut model = TypedModel::default();
+        let xv = model.add_source("x", f32::fact([1, c, h, w])).unwrap();
+        let kv = model.add_const("k", Tensor::from_shape(&[o, 1, k, k], &kernel).unwrap()).unwrap();
+        let bv = model.add_const("b", Tensor::from_shape(&[o], &bias).unwrap()).unwrap();
+        let pool_spec = PoolSpec {
+            data_format: DataFormat::NCHW,
+            kernel_shape: tvec!(k, k),
+            padding: PaddingSpec::Explicit(tvec!(pad, pad), tvec!(pad, pad)),
+            dilations: None,
+            strides: Some(tvec!(stride, stride)),
+            input_channels: c,
+            output_channels: o,
+        };
+        let conv = Conv { pool_spec, kernel_fmt: KernelFormat::OIHW, group: c, q_params: None };
+        let out = model.wire_node("conv", conv, &[xv, kv, bv]).unwrap();
+        model.select_output_outlets(&out).unwrap();
+        let model = model.into_decluttered().unwrap().into_optimized().unwrap();
+        let formats = model
+            .nodes
+            .iter()
+            .filter_map(|node| node.op_as::<DepthWise>().map(|dw| dw.input_shape.fmt))
+            .collect();
+        let got = model
+            .into_runnable()
+            .unwrap()
+            .run(tvec![Tensor::from_shape(&[1, c, h, w], &x).unwrap().into_tvalue()])
+            .unwrap();
+        let got = got[0].to_plain_array_view::<f32>().unwrap();
+        let (oh, ow) = (got.shape()[2], got.shape()[3]);
+        assert_eq!((oh, ow), ((h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1));
+        for oc in 0..o {
+            let ic = oc / m;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = bias[oc];
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let iy = (oy * stride + ky) as isize - pad as isize;
+                            let ix = (ox * stride + kx) as isize - pad as isize;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                continue;
+                            }
+                            acc += x[(ic * h + iy as usize) * w + ix as usize]
+                                * kernel[(oc * k + ky) * k + kx];
+                        }
+                    }
+                    let g = got[[0, oc, oy, ox]];
+                    assert!(
+                        (g - acc).abs() < 1e-5,
+                        "c={c} m={m} {h}x{w} k={k} s={stride} at ({oc},{oy},{ox}): {g} vs {acc}"
+                    );
+                }
+            }
+        }
+        formats
+    }
+
+    /// clip-edge patch: channel-multiplier convolutions (`C -> mC` in `C` groups) run as a
+    /// channel-last `DepthWise` over repeated channels where the host has that kernel, and give
+    /// the grouped convolution's values everywhere.
+    #[test]
+    fn channel_multiplier_matches_reference() {
+        let c_last_kernel = tract_linalg::routines::depthwise_c_f32().is_some();
+        for (c, m, h, w, k, pad, stride) in [
+            (16, 2, 16, 16, 7, 3, 2),
+            (8, 2, 9, 11, 3, 1, 1),
+            (32, 2, 8, 8, 3, 1, 1),
+            (4, 3, 10, 7, 5, 2, 2),
+        ] {
+            let formats = run_multiplier(c, m, h, w, k, pad, stride);
+            if c_last_kernel {
+                assert_eq!(formats, vec![DataFormat::NHWC], "c={c} m={m}");
+            }
+        }
+    }
+
+    /// clip-edge patch: a channel-first depthwise convolution whose channel-first walk would be
+    /// scalar (rows narrower than 16, or strided with more than four taps) runs channel-last
+    /// where the host has that kernel; a wide stride-1 one stays channel-first.
+    #[test]
+    fn scalar_channel_first_depthwise_runs_channel_last() {
+        let c_last_kernel = tract_linalg::routines::depthwise_c_f32().is_some();
+        for (h, w, k, stride, want_c_last) in
+            [(8, 8, 7, 1, true), (64, 64, 3, 2, true), (32, 32, 7, 1, false)]
+        {
+            let formats = run_multiplier(32, 1, h, w, k, k / 2, stride);
+            let want = if c_last_kernel && want_c_last { DataFormat::NHWC } else { DataFormat::NCHW };
+            assert_eq!(formats, vec![want], "{h}x{w} k={k} s={stride}");
+        }
+    }
+
     #[test]
     fn depthwise_multithreaded_matches_reference() {
         let pool = tract_linalg::multithread::Executor::multithread(4);
