@@ -14,6 +14,13 @@ where
     if vec.is_empty() {
         return Ok(());
     }
+    // clip-edge patch: an aligned whole number of kernel widths needs no temporary buffer;
+    // callers that map row by row (by-scalar ops over a tensor's rows) were paying the
+    // thread-local access and borrow on every row.
+    if vec.as_ptr().align_offset(alignment_bytes) == 0 && vec.len() % nr == 0 {
+        f(vec);
+        return Ok(());
+    }
     unsafe {
         TMP.with(|buffer| {
             let mut buffer = buffer.borrow_mut();

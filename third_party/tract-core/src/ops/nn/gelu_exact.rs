@@ -3,6 +3,9 @@ use crate::ops::binary::TypedBinOp;
 use crate::ops::math::{Add, Mul};
 use tract_linalg::routines::Func;
 
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
 const CHUNK: usize = 1024;
 
 fn inv_sqrt2() -> f32 {
@@ -27,14 +30,20 @@ crate::element_wise!(gelu_exact, GeluExact,
         Ok(())
     },
     [f32] => |_, xs| {
-        let erf = Func::Erf.ew_f32()?;
-        let c = inv_sqrt2();
-        let mut scratch = vec![0f32; xs.len().min(CHUNK)];
-        for chunk in xs.chunks_mut(CHUNK) {
-            let scaled = &mut scratch[..chunk.len()];
-            scaled.iter_mut().zip(chunk.iter()).for_each(|(s, x)| *s = *x * c);
-            erf.run(scaled)?;
-            chunk.iter_mut().zip(scaled.iter()).for_each(|(x, e)| *x = (*x * 0.5) * (*e + 1.0));
+        // clip-edge patch: one NEON pass on aarch64 (`neon.rs`).
+        #[cfg(target_arch = "aarch64")]
+        neon::gelu_exact_f32(xs);
+        #[cfg(not(target_arch = "aarch64"))]
+        {
+            let erf = Func::Erf.ew_f32()?;
+            let c = inv_sqrt2();
+            let mut scratch = vec![0f32; xs.len().min(CHUNK)];
+            for chunk in xs.chunks_mut(CHUNK) {
+                let scaled = &mut scratch[..chunk.len()];
+                scaled.iter_mut().zip(chunk.iter()).for_each(|(s, x)| *s = *x * c);
+                erf.run(scaled)?;
+                chunk.iter_mut().zip(scaled.iter()).for_each(|(x, e)| *x = (*x * 0.5) * (*e + 1.0));
+            }
         }
         Ok(())
     };
@@ -163,6 +172,17 @@ mod tests {
                 assert!(!fused.nodes().iter().any(is_mini::<Erf>), "{dt:?}: Erf survived");
 
                 let got = fused.into_runnable()?.run(tvec!(input(dt, len)?))?;
+                // clip-edge patch: on aarch64 the f32 op is one NEON pass (`neon.rs`), the same
+                // erf approximation evaluated with fused multiply-adds: close to the chain's
+                // values, not bit-identical.
+                if cfg!(target_arch = "aarch64") && dt == DatumType::F32 {
+                    let got = got[0].to_plain_array_view::<f32>()?;
+                    let want = reference[0].to_plain_array_view::<f32>()?;
+                    for (g, w) in got.iter().zip(want) {
+                        assert!((g - w).abs() <= 1e-6 * (1.0 + w.abs()), "{dt:?}: {g} vs {w}");
+                    }
+                    continue;
+                }
                 assert_eq!(
                     got[0].as_bytes(),
                     reference[0].as_bytes(),

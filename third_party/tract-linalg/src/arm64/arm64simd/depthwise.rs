@@ -28,8 +28,44 @@ pub unsafe fn depthwise_w_f32(
             3 => vectorised::<3>(input, output, taps, offsets, bias, len, in_stride),
             4 => vectorised::<4>(input, output, taps, offsets, bias, len, in_stride),
             _ if in_stride == 1 => contiguous(input, output, taps, offsets, bias, len),
+            _ if in_stride == 2 => strided_2(input, output, taps, offsets, bias, len),
             _ => scalar(input, output, taps, offsets, bias, 0, len, in_stride),
         }
+    }
+}
+
+/// clip-edge patch: the `in_stride == 2` case for more than four taps (a strided 3x3 or 7x7
+/// stem), with the count taken at runtime; it was scalar. Taps outer, eight output points
+/// inner in two accumulators, each tap's inputs de-interleaved by `vld2q`. Every output keeps
+/// the bias-then-taps order of the scalar loop, which finishes the points the vector loop
+/// leaves: it stops where a `vld2q` would read past the last point's input.
+#[cfg(target_arch = "aarch64")]
+unsafe fn strided_2(
+    input: *const f32,
+    output: *mut f32,
+    taps: &[f32],
+    offsets: &[isize],
+    bias: f32,
+    len: usize,
+) {
+    unsafe {
+        use std::arch::aarch64::*;
+        let biasv = vdupq_n_f32(bias);
+        let mut i = 0usize;
+        while i + 9 <= len {
+            let mut acc0 = biasv;
+            let mut acc1 = biasv;
+            for (&k, &off) in taps.iter().zip(offsets) {
+                let kn = vdupq_n_f32(k);
+                let p = input.offset(off).add(2 * i);
+                acc0 = vfmaq_f32(acc0, vld2q_f32(p).0, kn);
+                acc1 = vfmaq_f32(acc1, vld2q_f32(p.add(8)).0, kn);
+            }
+            vst1q_f32(output.add(i), acc0);
+            vst1q_f32(output.add(i + 4), acc1);
+            i += 8;
+        }
+        scalar(input, output, taps, offsets, bias, i, len, 2);
     }
 }
 
@@ -259,64 +295,22 @@ pub unsafe fn depthwise_c_f32(
 ) {
     unsafe {
         use std::arch::aarch64::*;
-        // clip-edge patch: four output positions at a time. Each tap's kernel vectors are
-        // loaded once for the four (the one-position loop loads them for every position, as
-        // many loads as FMAs); every output keeps its bias-then-taps order, so the results are
-        // bit-identical to the one-position loop below.
+        // clip-edge patch: four output positions at a time, then two (`positions`); the
+        // one-position loop below finishes.
         let mut i = 0usize;
         while i + 4 <= len {
-            let ip: [*const f32; 4] =
-                std::array::from_fn(|p| input.offset((i + p) as isize * in_stride));
-            let op: [*mut f32; 4] =
-                std::array::from_fn(|p| output.offset((i + p) as isize * out_stride));
-            let mut c = 0usize;
-            while c + 16 <= channels {
-                let b: [float32x4_t; 4] = std::array::from_fn(|v| vld1q_f32(bias.add(c + 4 * v)));
-                let mut acc = [b; 4];
-                for (&kix, &off) in tap_indices.iter().zip(offsets) {
-                    let kt = kernel.add(kix * k_stride + c);
-                    let k: [float32x4_t; 4] = std::array::from_fn(|v| vld1q_f32(kt.add(4 * v)));
-                    for p in 0..4 {
-                        let xt = ip[p].offset(off).add(c);
-                        for v in 0..4 {
-                            acc[p][v] = vfmaq_f32(acc[p][v], vld1q_f32(xt.add(4 * v)), k[v]);
-                        }
-                    }
-                }
-                for p in 0..4 {
-                    for v in 0..4 {
-                        vst1q_f32(op[p].add(c + 4 * v), acc[p][v]);
-                    }
-                }
-                c += 16;
-            }
-            while c + 4 <= channels {
-                let mut acc = [vld1q_f32(bias.add(c)); 4];
-                for (&kix, &off) in tap_indices.iter().zip(offsets) {
-                    let k = vld1q_f32(kernel.add(kix * k_stride + c));
-                    for p in 0..4 {
-                        acc[p] = vfmaq_f32(acc[p], vld1q_f32(ip[p].offset(off).add(c)), k);
-                    }
-                }
-                for p in 0..4 {
-                    vst1q_f32(op[p].add(c), acc[p]);
-                }
-                c += 4;
-            }
-            while c < channels {
-                let mut sum = [*bias.add(c); 4];
-                for (&kix, &off) in tap_indices.iter().zip(offsets) {
-                    let k = *kernel.add(kix * k_stride + c);
-                    for p in 0..4 {
-                        sum[p] += k * *ip[p].offset(off).add(c);
-                    }
-                }
-                for p in 0..4 {
-                    *op[p].add(c) = sum[p];
-                }
-                c += 1;
-            }
+            positions::<4>(
+                input, output, kernel, tap_indices, offsets, bias, channels, k_stride, i,
+                in_stride, out_stride,
+            );
             i += 4;
+        }
+        if i + 2 <= len {
+            positions::<2>(
+                input, output, kernel, tap_indices, offsets, bias, channels, k_stride, i,
+                in_stride, out_stride,
+            );
+            i += 2;
         }
         for i in i..len {
             let iptr = input.offset(i as isize * in_stride);
@@ -361,6 +355,81 @@ pub unsafe fn depthwise_c_f32(
                 *optr.add(c) = sum;
                 c += 1;
             }
+        }
+    }
+}
+
+/// clip-edge patch: output positions `i..i + P` of [`depthwise_c_f32`] (same arguments). Each
+/// tap's kernel vectors are loaded once for the `P` positions (one position at a time loads
+/// them for every position, as many loads as FMAs); every output keeps its bias-then-taps
+/// order, so the results are bit-identical to the one-position loop.
+#[cfg(target_arch = "aarch64")]
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn positions<const P: usize>(
+    input: *const f32,
+    output: *mut f32,
+    kernel: *const f32,
+    tap_indices: &[usize],
+    offsets: &[isize],
+    bias: *const f32,
+    channels: usize,
+    k_stride: usize,
+    i: usize,
+    in_stride: isize,
+    out_stride: isize,
+) {
+    unsafe {
+        use std::arch::aarch64::*;
+        let ip: [*const f32; P] =
+            std::array::from_fn(|p| input.offset((i + p) as isize * in_stride));
+        let op: [*mut f32; P] = std::array::from_fn(|p| output.offset((i + p) as isize * out_stride));
+        let mut c = 0usize;
+        while c + 16 <= channels {
+            let b: [float32x4_t; 4] = std::array::from_fn(|v| vld1q_f32(bias.add(c + 4 * v)));
+            let mut acc = [b; P];
+            for (&kix, &off) in tap_indices.iter().zip(offsets) {
+                let kt = kernel.add(kix * k_stride + c);
+                let k: [float32x4_t; 4] = std::array::from_fn(|v| vld1q_f32(kt.add(4 * v)));
+                for p in 0..P {
+                    let xt = ip[p].offset(off).add(c);
+                    for v in 0..4 {
+                        acc[p][v] = vfmaq_f32(acc[p][v], vld1q_f32(xt.add(4 * v)), k[v]);
+                    }
+                }
+            }
+            for p in 0..P {
+                for v in 0..4 {
+                    vst1q_f32(op[p].add(c + 4 * v), acc[p][v]);
+                }
+            }
+            c += 16;
+        }
+        while c + 4 <= channels {
+            let mut acc = [vld1q_f32(bias.add(c)); P];
+            for (&kix, &off) in tap_indices.iter().zip(offsets) {
+                let k = vld1q_f32(kernel.add(kix * k_stride + c));
+                for p in 0..P {
+                    acc[p] = vfmaq_f32(acc[p], vld1q_f32(ip[p].offset(off).add(c)), k);
+                }
+            }
+            for p in 0..P {
+                vst1q_f32(op[p].add(c), acc[p]);
+            }
+            c += 4;
+        }
+        while c < channels {
+            let mut sum = [*bias.add(c); P];
+            for (&kix, &off) in tap_indices.iter().zip(offsets) {
+                let k = *kernel.add(kix * k_stride + c);
+                for p in 0..P {
+                    sum[p] += k * *ip[p].offset(off).add(c);
+                }
+            }
+            for p in 0..P {
+                *op[p].add(c) = sum[p];
+            }
+            c += 1;
         }
     }
 }
@@ -497,8 +566,8 @@ mod tests {
     fn depthwise_c_matches_reference() {
         for taps in [1usize, 2, 3, 4, 5, 9, 49] {
             for channels in [1usize, 3, 4, 7, 8, 15, 16, 17, 64] {
-                // Lengths below, at and past the four-position block, and with a tail.
-                for len in [1usize, 3, 4, 5, 8, 11] {
+                // Lengths below, at and past the four- and two-position blocks, with tails.
+                for len in [1usize, 2, 3, 4, 5, 6, 7, 8, 11] {
                     for s in [1isize, 2, 3] {
                         compare_c(taps, channels, 0..channels, len, s);
                     }

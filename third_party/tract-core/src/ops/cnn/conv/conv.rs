@@ -733,11 +733,11 @@ impl Conv {
         // but that the layout pass left channel-first (a neighbour could not take the move),
         // runs channel-last between two transposes where the channel-first path would run
         // scalar: output rows narrower than its vector loops (7x7 over an 8x8 plane leaves a
-        // 2-wide valid zone), or a stride other than 1 with more than four taps. Elsewhere the
+        // 2-wide valid zone), or a stride above 2 with more than four taps. Elsewhere the
         // channel-first path vectorises along rows and the transposes would cost more than
         // they save.
         let taps: usize = self.pool_spec.kernel_shape.iter().product();
-        let strided = self.pool_spec.strides().iter().any(|&s| s != 1);
+        let strided = self.pool_spec.strides().iter().any(|&s| s > 2);
         let narrow = self
             .pool_spec
             .output_shape(x_shape)?

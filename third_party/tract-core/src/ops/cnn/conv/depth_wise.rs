@@ -1080,28 +1080,37 @@ mod tests {
     #[test]
     fn channel_multiplier_matches_reference() {
         let c_last_kernel = tract_linalg::routines::depthwise_c_f32().is_some();
-        for (c, m, h, w, k, pad, stride) in [
-            (16, 2, 16, 16, 7, 3, 2),
-            (8, 2, 9, 11, 3, 1, 1),
-            (32, 2, 8, 8, 3, 1, 1),
-            (4, 3, 10, 7, 5, 2, 2),
+        // The depthwise convolution each becomes is channel-last where `wire_as_depth_wise`
+        // would run it so: 16 channels or more and narrow rows (all of these but the last,
+        // 12 channels, stay channel-first).
+        for (c, m, h, w, k, pad, stride, c_last) in [
+            (16, 2, 16, 16, 7, 3, 2, true),
+            (8, 2, 9, 11, 3, 1, 1, true),
+            (32, 2, 8, 8, 3, 1, 1, true),
+            (4, 3, 10, 7, 5, 2, 2, false),
         ] {
             let formats = run_multiplier(c, m, h, w, k, pad, stride);
+            // Without that kernel the multiplier stays an im2col convolution.
             if c_last_kernel {
-                assert_eq!(formats, vec![DataFormat::NHWC], "c={c} m={m}");
+                let want = if c_last { DataFormat::NHWC } else { DataFormat::NCHW };
+                assert_eq!(formats, vec![want], "c={c} m={m}");
             }
         }
     }
 
     /// clip-edge patch: a channel-first depthwise convolution whose channel-first walk would be
-    /// scalar (rows narrower than 16, or strided with more than four taps) runs channel-last
-    /// where the host has that kernel; a wide stride-1 one stays channel-first.
+    /// scalar (rows narrower than 16, or a stride above 2 with more than four taps) runs
+    /// channel-last where the host has that kernel; wide stride-1 and stride-2 ones stay
+    /// channel-first.
     #[test]
     fn scalar_channel_first_depthwise_runs_channel_last() {
         let c_last_kernel = tract_linalg::routines::depthwise_c_f32().is_some();
-        for (h, w, k, stride, want_c_last) in
-            [(8, 8, 7, 1, true), (64, 64, 3, 2, true), (32, 32, 7, 1, false)]
-        {
+        for (h, w, k, stride, want_c_last) in [
+            (8, 8, 7, 1, true),
+            (96, 96, 3, 3, true),
+            (64, 64, 3, 2, false),
+            (32, 32, 7, 1, false),
+        ] {
             let formats = run_multiplier(32, 1, h, w, k, k / 2, stride);
             let want = if c_last_kernel && want_c_last { DataFormat::NHWC } else { DataFormat::NCHW };
             assert_eq!(formats, vec![want], "{h}x{w} k={k} s={stride}");
