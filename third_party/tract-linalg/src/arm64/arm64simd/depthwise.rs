@@ -294,9 +294,7 @@ pub unsafe fn depthwise_c_f32(
     out_stride: isize,
 ) {
     unsafe {
-        use std::arch::aarch64::*;
-        // clip-edge patch: four output positions at a time, then two (`positions`); the
-        // one-position loop below finishes.
+        // clip-edge patch: four output positions at a time, then two, then one (`positions`).
         let mut i = 0usize;
         while i + 4 <= len {
             positions::<4>(
@@ -312,49 +310,11 @@ pub unsafe fn depthwise_c_f32(
             );
             i += 2;
         }
-        for i in i..len {
-            let iptr = input.offset(i as isize * in_stride);
-            let optr = output.offset(i as isize * out_stride);
-            let mut c = 0usize;
-            while c + 16 <= channels {
-                let mut acc0 = vld1q_f32(bias.add(c));
-                let mut acc1 = vld1q_f32(bias.add(c + 4));
-                let mut acc2 = vld1q_f32(bias.add(c + 8));
-                let mut acc3 = vld1q_f32(bias.add(c + 12));
-                for (&kix, &off) in tap_indices.iter().zip(offsets) {
-                    let kt = kernel.add(kix * k_stride + c);
-                    let xt = iptr.offset(off).add(c);
-                    acc0 = vfmaq_f32(acc0, vld1q_f32(xt), vld1q_f32(kt));
-                    acc1 = vfmaq_f32(acc1, vld1q_f32(xt.add(4)), vld1q_f32(kt.add(4)));
-                    acc2 = vfmaq_f32(acc2, vld1q_f32(xt.add(8)), vld1q_f32(kt.add(8)));
-                    acc3 = vfmaq_f32(acc3, vld1q_f32(xt.add(12)), vld1q_f32(kt.add(12)));
-                }
-                vst1q_f32(optr.add(c), acc0);
-                vst1q_f32(optr.add(c + 4), acc1);
-                vst1q_f32(optr.add(c + 8), acc2);
-                vst1q_f32(optr.add(c + 12), acc3);
-                c += 16;
-            }
-            while c + 4 <= channels {
-                let mut acc = vld1q_f32(bias.add(c));
-                for (&kix, &off) in tap_indices.iter().zip(offsets) {
-                    acc = vfmaq_f32(
-                        acc,
-                        vld1q_f32(iptr.offset(off).add(c)),
-                        vld1q_f32(kernel.add(kix * k_stride + c)),
-                    );
-                }
-                vst1q_f32(optr.add(c), acc);
-                c += 4;
-            }
-            while c < channels {
-                let mut sum = *bias.add(c);
-                for (&kix, &off) in tap_indices.iter().zip(offsets) {
-                    sum += *kernel.add(kix * k_stride + c) * *iptr.offset(off).add(c);
-                }
-                *optr.add(c) = sum;
-                c += 1;
-            }
+        if i < len {
+            positions::<1>(
+                input, output, kernel, tap_indices, offsets, bias, channels, k_stride, i,
+                in_stride, out_stride,
+            );
         }
     }
 }
@@ -362,7 +322,8 @@ pub unsafe fn depthwise_c_f32(
 /// clip-edge patch: output positions `i..i + P` of [`depthwise_c_f32`] (same arguments). Each
 /// tap's kernel vectors are loaded once for the `P` positions (one position at a time loads
 /// them for every position, as many loads as FMAs); every output keeps its bias-then-taps
-/// order, so the results are bit-identical to the one-position loop.
+/// order, so the results do not depend on `P`: bit-identical to tract's one-position loop,
+/// which `P = 1` now is.
 #[cfg(target_arch = "aarch64")]
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
