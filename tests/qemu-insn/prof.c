@@ -1,27 +1,14 @@
 /* Guest instructions per translation block under qemu-user, written to a file at exit:
  * the instruction-count profile that tests/qemu/insn-profile.sh folds into functions.
- * Same plugin ABI subset as insn.c (no qemu-plugin.h, no glib), plus qemu_plugin_tb_vaddr.
- * build: gcc -shared -fPIC -O2 -o libprof.so prof.c -lpthread
+ * The plugin ABI subset of plugin_abi.h, as insn.c.
+ * build: tests/qemu-insn/build.sh prof (gcc -shared -fPIC -O2 -o libprof.so prof.c -lpthread)
  * use:   qemu-aarch64 -cpu cortex-a76 -plugin ./libprof.so,out=OUT -d plugin ./prog
  * OUT gets one line per block start address: "vaddr instructions-per-run runs". */
 #include <pthread.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stddef.h>
-typedef uint64_t qemu_plugin_id_t;
-struct qemu_plugin_tb;
-typedef struct qemu_info_t qemu_info_t;
-enum qemu_plugin_op { QEMU_PLUGIN_INLINE_ADD_U64 };
-typedef void (*tb_trans_cb)(qemu_plugin_id_t, struct qemu_plugin_tb *);
-typedef void (*udata_cb)(qemu_plugin_id_t, void *);
-void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t, tb_trans_cb);
-size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *);
-uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *);
-void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb *, enum qemu_plugin_op, void *, uint64_t);
-void qemu_plugin_register_atexit_cb(qemu_plugin_id_t, udata_cb, void *);
-void qemu_plugin_outs(const char *);
+#include "plugin_abi.h"
 __attribute__((visibility("default"))) int qemu_plugin_version = 1;
 
 /* One slot per (start address, length): a block retranslated with the same shape keeps

@@ -7,40 +7,34 @@
 # Profiles `clip-edge classify` of IMAGE once and K+1 times (default K=2) and prints, per
 # function of the binary, (count(K+1 frames) - count(1 frame)) / K: the per-frame
 # instructions with loading cancelled, as tests/qemu/insn.sh counts them, largest TOP
-# (default 40) first. CPU and binaries as in insn.sh. Needs python3 and binutils' nm.
+# (default 40) first. CPU: an aarch64 one, as in insn.sh (the static musl build). Needs
+# python3 and binutils' nm.
 set -euo pipefail
 unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
-[[ $# -ge 3 ]] || { sed -n '2,10p' "$0" >&2; exit 2; }
+[[ $# -ge 3 ]] || { sed -n '2,11p' "$0" >&2; exit 2; }
 cpu=$1 bundle=$2 image=$3 k=${4:-2} top=${5:-40}
-plugin=target/qemu-insn/libprof.so
-if [[ ! -f $plugin || tests/qemu-insn/prof.c -nt $plugin ]]; then
-    mkdir -p target/qemu-insn
-    ${CC:-gcc} -shared -fPIC -O2 -Wall -o "$plugin" tests/qemu-insn/prof.c -lpthread
+plugin=$(tests/qemu-insn/build.sh prof)
+source tests/qemu/arm-cpu.sh
+arm_cpu "$cpu" insn-profile
+# Block addresses are mapped through nm, which only holds for a binary loaded where it was
+# linked: the static, non-PIE musl build. The armv7 build is position-independent.
+if [[ ${qemu[0]} != qemu-aarch64 ]]; then
+    echo "insn-profile: aarch64 CPUs only ($bin is position-independent: its run-time addresses are not nm's)" >&2
+    exit 2
 fi
-case $cpu in
-    cortex-a5|cortex-a7|cortex-a8|cortex-a9|cortex-a15)
-        bin=target/armv7-unknown-linux-gnueabihf/release/clip-edge
-        qemu=(env TRACT_CPU_ARM32_NEON=true qemu-arm -cpu "$cpu" -L /usr/arm-linux-gnueabihf)
-        nm=(arm-linux-gnueabihf-nm) ;;
-    *)
-        bin=${CLIP_EDGE_BIN:-target/aarch64-unknown-linux-musl/release/clip-edge}
-        qemu=(qemu-aarch64 -cpu "$cpu")
-        nm=(nm) ;;
-esac
-[[ -x $bin ]] || { echo "insn-profile: missing $bin (run \`just cross\`)" >&2; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 profile() { # frames out
     local imgs=() i
     for ((i = 0; i < $1; i++)); do imgs+=("$image"); done
-    "${qemu[@]}" -plugin "$root/$plugin,out=$2" -d plugin "$bin" --threads "${THREADS:-1}" \
+    "${qemu[@]}" -plugin "$plugin,out=$2" -d plugin "$bin" --threads "${THREADS:-1}" \
         classify --bundle "$bundle" --json "${imgs[@]}" >/dev/null
 }
 profile 1 "$work/one"
 profile $((k + 1)) "$work/more"
-"${nm[@]}" -n --defined-only "$bin" | grep -i ' [tw] ' > "$work/syms"
+nm -n --defined-only "$bin" | grep -i ' [tw] ' > "$work/syms"
 python3 - "$work" "$k" "$top" "$cpu" <<'PY'
 import bisect, collections, subprocess, sys
 work, k, top, cpu = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]

@@ -21,15 +21,8 @@ cd "$root"
 [[ $# -ge 3 ]] || { sed -n '2,13p' "$0" >&2; exit 2; }
 cpu=$1 bundle=$2 image=$3 n=${4:-1} k=${5:-4}
 plugin=$(tests/qemu-insn/build.sh)
-case $cpu in
-    cortex-a5|cortex-a7|cortex-a8|cortex-a9|cortex-a15)
-        bin=target/armv7-unknown-linux-gnueabihf/release/clip-edge
-        qemu=(env TRACT_CPU_ARM32_NEON=true qemu-arm -cpu "$cpu" -L /usr/arm-linux-gnueabihf) ;;
-    *)
-        bin=${CLIP_EDGE_BIN:-target/aarch64-unknown-linux-musl/release/clip-edge}
-        qemu=(qemu-aarch64 -cpu "$cpu") ;;
-esac
-[[ -x $bin ]] || { echo "insn: missing $bin (run \`just cross\`)" >&2; exit 1; }
+source tests/qemu/arm-cpu.sh
+arm_cpu "$cpu" insn
 
 count() { # frames
     local imgs=() i
