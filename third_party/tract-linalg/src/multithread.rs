@@ -239,6 +239,79 @@ pub enum BShare {
     PerBlock,
 }
 
+/// Largest `t` dividing `q` with `t <= cap` (at least 1).
+fn largest_divisor_at_most(q: usize, cap: usize) -> usize {
+    let mut t = 1;
+    let mut d = 1;
+    while d * d <= q {
+        if q % d == 0 {
+            for cand in [d, q / d] {
+                if cand <= cap {
+                    t = t.max(cand);
+                }
+            }
+        }
+        d += 1;
+    }
+    t
+}
+
+/// The chunk of a multi-block [`par_bin_chain`] walk: a whole number of every
+/// by-scalar step's blocks (the by-scalar kernels take one scalar per block) that
+/// divides every unicast step's period, at most `max_chunk`. `None` without a
+/// by-scalar step, or when no such chunk exists.
+fn multi_block_chunk(
+    steps: &[BinChainStep],
+    a_len: usize,
+    max_chunk: usize,
+    period: impl Fn(usize) -> usize,
+) -> Option<usize> {
+    let mut blocks = 1usize;
+    let mut outer = a_len;
+    let mut per_block = false;
+    for (ix, s) in steps.iter().enumerate() {
+        let p = period(ix);
+        match s.share {
+            BShare::PerBlock => {
+                per_block = true;
+                blocks = blocks.lcm(&p);
+            }
+            // Chunks of a unicast step start `g % p` into its `b`: keep that congruent
+            // with `g` modulo the kernel alignment, as the sub-block walk does.
+            BShare::Lockstep if p != a_len && p % vector_size() != 0 => return None,
+            BShare::Lockstep => outer = outer.gcd(&p),
+        }
+    }
+    if !per_block || blocks > max_chunk || outer % blocks != 0 {
+        return None;
+    }
+    Some(blocks * largest_divisor_at_most(outer / blocks, max_chunk / blocks))
+}
+
+/// The chunk of a sub-block [`par_bin_chain`] walk: `vector_size()` times a divisor of
+/// every step's period, at most `max_chunk`. When there is no such chunk of at least
+/// four vectors, runs the steps one after the other with [`par_bin`] and returns `None`.
+fn sub_block_chunk(
+    steps: &[BinChainStep],
+    a: &mut Tensor,
+    max_chunk: usize,
+    period: impl Fn(usize) -> usize,
+) -> TractResult<Option<usize>> {
+    let unit = (0..steps.len()).fold(a.len(), |u, ix| u.gcd(&period(ix)));
+    let chunk = if unit % vector_size() == 0 {
+        vector_size() * largest_divisor_at_most(unit / vector_size(), max_chunk / vector_size())
+    } else {
+        0
+    };
+    if chunk < 4 * vector_size() {
+        for s in steps {
+            par_bin(s.eval_fn, a, s.b, s.period, s.share)?;
+        }
+        return Ok(None);
+    }
+    Ok(Some(chunk))
+}
+
 /// Apply the linalg binary kernel `eval_fn` to `a` in place, splitting the work
 /// across the executor installed by [`multithread_tract_scope`].
 ///
@@ -356,7 +429,18 @@ pub fn par_bin(
     if n_blocks == 1 {
         return eval_fn(&mut a.view(), &b.view());
     }
-    (0..n_blocks).try_for_each(|block| call(block, 0, period))
+    match share {
+        // The by-scalar kernels take a run of blocks with one scalar each, so the
+        // whole tensor is one call rather than one per block: a channel-first
+        // per-channel scale over an 8x8 map was thousands of calls of 64 elements.
+        BShare::PerBlock => unsafe {
+            let (a_shape, b_shape) = ([a.len()], [n_blocks]);
+            let mut a_all = TensorView::from_bytes(a, 0, &a_shape, &[1]);
+            let b_all = TensorView::from_bytes(b, 0, &b_shape, &[1]);
+            eval_fn(&mut a_all, &b_all)
+        },
+        BShare::Lockstep => (0..n_blocks).try_for_each(|block| call(block, 0, period)),
+    }
 }
 
 /// One kernel application inside a [`par_bin_chain`] walk, with `b`, `period`
@@ -390,12 +474,14 @@ fn chain_workers(len: usize) -> usize {
 
 /// Apply every step of `steps` to `a` in place, chunk by chunk, so each chunk
 /// of `a` is still cache-hot when the next step's kernel runs over it instead
-/// of streaming the whole tensor once per step. A chunk may not cross any
-/// step's block boundary, so its length must divide every step period; any
-/// `vector_size()` multiple dividing the gcd of the periods works. The walk
-/// picks the largest such chunk under `CHAIN_CHUNK` elements that still
-/// splits `a` into `4 * threads` pieces — giving the same operand mapping
-/// `par_bin` would produce and a bit-identical result.
+/// of streaming the whole tensor once per step. A chunk is either a whole
+/// number of every by-scalar step's blocks, dividing every unicast step's
+/// period (the by-scalar kernels take one scalar per block: a per-channel step
+/// over a small channel-first map is then one call per chunk, not one per
+/// channel), or, where no such chunk fits, a `vector_size()` multiple dividing
+/// every step's period. The walk picks the largest chunk under `CHAIN_CHUNK`
+/// elements that still splits `a` into `4 * threads` pieces — giving the same
+/// operand mapping `par_bin` would produce and a bit-identical result.
 ///
 /// Falls back to sequential `par_bin` calls when no usable chunk exists, and
 /// launches like `par_bin` does, so a chain is never less parallel than the
@@ -460,43 +546,22 @@ pub fn par_bin_chain(steps: &[BinChainStep], a: &mut Tensor) -> TractResult<()> 
         .collect::<TractResult<Vec<Option<Tensor>>>>()?;
     let chain_b = |ix: usize| tiled[ix].as_ref().unwrap_or(steps[ix].b);
     let chain_period = |ix: usize| tiled[ix].as_ref().map_or(steps[ix].period, |t| t.len());
-    let unit = (0..steps.len()).fold(a_len, |u, ix| u.gcd(&chain_period(ix)));
-    if unit % vector_size() != 0 {
-        for s in steps {
-            par_bin(s.eval_fn, a, s.b, s.period, s.share)?;
-        }
-        return Ok(());
-    }
-    let q = unit / vector_size();
-    // Largest `chunk = vector_size() * t` with `t | q` and `chunk <=
-    // max_chunk`.
-    let mut t = 1;
-    let mut d = 1;
-    while d * d <= q {
-        if q % d == 0 {
-            for cand in [d, q / d] {
-                if cand <= max_chunk / vector_size() {
-                    t = t.max(cand);
-                }
-            }
-        }
-        d += 1;
-    }
-    let chunk = t * vector_size();
-    if chunk < 4 * vector_size() {
-        for s in steps {
-            par_bin(s.eval_fn, a, s.b, s.period, s.share)?;
-        }
-        return Ok(());
-    }
+    let chunk = match multi_block_chunk(steps, a_len, max_chunk, chain_period) {
+        Some(chunk) => chunk,
+        None => match sub_block_chunk(steps, a, max_chunk, chain_period)? {
+            Some(chunk) => chunk,
+            None => return Ok(()),
+        },
+    };
     let n_chunks = a_len / chunk;
     let a = &*a;
     static STRIDES: [isize; 1] = [1];
     let a_shape = [chunk];
-    // `chunk` divides every step's period, so within a chunk each step's
-    // `g % period` offset and its `chunk` neighbours stay inside one block,
-    // and the disjoint chunks partition `a`: concurrent writes through the
-    // views do not alias.
+    // Either `chunk` divides every step's period (each step's `g % period` offset
+    // and its `chunk` neighbours stay inside one block), or it is a whole number of
+    // every by-scalar step's blocks and divides every unicast period (the by-scalar
+    // kernels take one scalar per block). Either way the disjoint chunks partition
+    // `a`: concurrent writes through the views do not alias.
     let call = |ix: usize| -> TractResult<()> {
         let g = ix * chunk;
         unsafe {
@@ -504,9 +569,13 @@ pub fn par_bin_chain(steps: &[BinChainStep], a: &mut Tensor) -> TractResult<()> 
             for (sx, s) in steps.iter().enumerate() {
                 let (b, period) = (chain_b(sx), chain_period(sx));
                 let b_item = b.datum_type().size_of() as isize;
-                let (b_offset, b_shape) = match s.share {
-                    BShare::Lockstep => ((g % period) as isize * b_item, [chunk]),
-                    BShare::PerBlock => ((g / period) as isize * b_item, [1]),
+                let b_shape = match s.share {
+                    BShare::Lockstep => [chunk],
+                    BShare::PerBlock => [chunk.div_ceil(period)],
+                };
+                let b_offset = match s.share {
+                    BShare::Lockstep => (g % period) as isize * b_item,
+                    BShare::PerBlock => (g / period) as isize * b_item,
                 };
                 let b_chunk = TensorView::from_bytes(b, b_offset, &b_shape, &STRIDES);
                 (s.eval_fn)(&mut a_chunk, &b_chunk)?;
@@ -633,6 +702,116 @@ mod chain_tests {
                 assert_eq!(got, want, "len={len} periods={periods:?} nth={nth}");
             }
         }
+    }
+}
+
+// clip-edge patch: the by-scalar kernels take a run of blocks with one scalar each, so
+// `par_bin` and `par_bin_chain` hand a per-channel step over a channel-first map to one
+// call instead of one per channel. These check the registered kernels against a plain
+// loop, bit for bit, and that the calls are few.
+#[cfg(all(test, not(target_family = "wasm")))]
+mod multi_block_tests {
+    use super::{BShare, BinChainStep, par_bin, par_bin_chain};
+    use crate::routines::Func;
+    use crate::{BinFn, BinOp};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tract_data::internal::{DatumType, Tensor, TensorView, TractResult};
+
+    fn kernel(func: Func) -> Box<BinFn> {
+        func.bin(DatumType::F32).expect("f32 kernel registered")
+    }
+
+    fn tensor(v: Vec<f32>) -> Tensor {
+        let len = v.len();
+        Tensor::from_shape(&[len], &v).unwrap()
+    }
+
+    /// `(x * scale[c] + bias[c]) + residual` over a `[c, hw]` map, as a channel-first
+    /// convolution's dequantisation, bias and residual chain.
+    fn case(c: usize, hw: usize) -> (Tensor, Tensor, Tensor, Tensor, Vec<f32>) {
+        let len = c * hw;
+        let x: Vec<f32> = (0..len).map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 5.0).collect();
+        let scale: Vec<f32> = (0..c).map(|i| 0.5 + i as f32 / 64.0).collect();
+        let bias: Vec<f32> = (0..c).map(|i| i as f32 * 0.25 - 3.0).collect();
+        let residual: Vec<f32> = (0..len).map(|i| (i % 13) as f32 * 0.1).collect();
+        let want = (0..len).map(|i| (x[i] * scale[i / hw] + bias[i / hw]) + residual[i]).collect();
+        (tensor(x), tensor(scale), tensor(bias), tensor(residual), want)
+    }
+
+    #[test]
+    fn chain_of_kernels_matches_plain_loop() {
+        let (mul, add, add_u) = (
+            kernel(Func::BinByScalar(BinOp::Mul)),
+            kernel(Func::BinByScalar(BinOp::Add)),
+            kernel(Func::BinUnicast(BinOp::Add)),
+        );
+        for (c, hw) in [(512, 64), (24, 36), (7, 4096), (3, 5), (1536, 64), (5, 1)] {
+            let (x, scale, bias, residual, want) = case(c, hw);
+            let steps = [
+                BinChainStep { eval_fn: &*mul, b: &scale, period: hw, share: BShare::PerBlock },
+                BinChainStep { eval_fn: &*add, b: &bias, period: hw, share: BShare::PerBlock },
+                BinChainStep {
+                    eval_fn: &*add_u,
+                    b: &residual,
+                    period: c * hw,
+                    share: BShare::Lockstep,
+                },
+            ];
+            // Inline, and on a pool of 4 where the build has one.
+            let pools: &[usize] = if cfg!(feature = "multithread-mm") { &[0, 4] } else { &[0] };
+            for &nth in pools {
+                let mut chained = x.clone();
+                let mut sequential = x.clone();
+                let run = |chained: &mut Tensor, sequential: &mut Tensor| {
+                    par_bin_chain(&steps, chained).unwrap();
+                    for s in &steps {
+                        par_bin(s.eval_fn, sequential, s.b, s.period, s.share).unwrap();
+                    }
+                };
+                #[cfg(feature = "multithread-mm")]
+                if nth > 0 {
+                    use super::{Executor, multithread_tract_scope};
+                    multithread_tract_scope(Executor::multithread(nth), || {
+                        run(&mut chained, &mut sequential)
+                    });
+                }
+                if nth == 0 {
+                    run(&mut chained, &mut sequential);
+                }
+                let bits = |t: &Tensor| {
+                    t.view()
+                        .as_slice::<f32>()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect::<Vec<_>>()
+                };
+                let want_bits: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
+                assert_eq!(bits(&chained), want_bits, "chain c={c} hw={hw} nth={nth}");
+                assert_eq!(bits(&sequential), want_bits, "par_bin c={c} hw={hw} nth={nth}");
+            }
+        }
+    }
+
+    #[test]
+    fn per_channel_steps_are_not_one_call_per_channel() {
+        static CALLS: AtomicUsize = AtomicUsize::new(0);
+        let calls = &CALLS;
+        let mul = kernel(Func::BinByScalar(BinOp::Mul));
+        let counting = move |a: &mut TensorView, b: &TensorView| -> TractResult<()> {
+            CALLS.fetch_add(1, Ordering::Relaxed);
+            mul(a, b)
+        };
+        let (c, hw) = (512, 64);
+        let (x, scale, ..) = case(c, hw);
+        let mut a = x.clone();
+        par_bin(&counting, &mut a, &scale, hw, BShare::PerBlock).unwrap();
+        assert_eq!(calls.swap(0, Ordering::Relaxed), 1, "par_bin: calls for {c} channels");
+        let step =
+            BinChainStep { eval_fn: &counting, b: &scale, period: hw, share: BShare::PerBlock };
+        par_bin_chain(&[step], &mut a).unwrap();
+        let chain_calls = calls.load(Ordering::Relaxed);
+        assert!(chain_calls <= 4, "par_bin_chain: {chain_calls} calls for {c} channels");
     }
 }
 

@@ -11,6 +11,9 @@ use super::math::{Add, Max, Min, Mul, Sub};
 use super::{cast::cast, math::SubF};
 use tract_linalg::routines::Func;
 
+mod dequant;
+pub use dequant::cast_mul_add_block;
+
 pub trait BinMiniOp:
     fmt::Debug + dyn_clone::DynClone + DynEq + Send + Sync + 'static + Downcast
 {
@@ -954,17 +957,20 @@ impl Eq for OptBinChainStep {}
 #[derive(Clone)]
 pub struct OptBinChain {
     pub steps: TVec<OptBinChainStep>,
+    /// clip-edge patch: the input is an `i32` tensor cast to `f32` first (an absorbed
+    /// `Cast`; see `dequant`), the output `f32`.
+    pub from_i32: bool,
 }
 
 impl Debug for OptBinChain {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> Result<(), std::fmt::Error> {
-        f.debug_tuple("OptBinChain").field(&self.steps).finish()
+        f.debug_tuple("OptBinChain").field(&self.steps).field(&self.from_i32).finish()
     }
 }
 
 impl PartialEq for OptBinChain {
     fn eq(&self, other: &Self) -> bool {
-        self.steps == other.steps
+        self.steps == other.steps && self.from_i32 == other.from_i32
     }
 }
 impl Eq for OptBinChain {}
@@ -1029,7 +1035,8 @@ fn eval_bin_chain_step(step: &OptBinChainStep, a: TValue, b: TValue) -> TractRes
 
 impl Op for OptBinChain {
     fn name(&self) -> StaticName {
-        format!("OptBinChain({})", self.steps.iter().map(|s| s.binop.name()).join("+")).into()
+        let cast = if self.from_i32 { "Cast+" } else { "" };
+        format!("OptBinChain({cast}{})", self.steps.iter().map(|s| s.binop.name()).join("+")).into()
     }
 
     op_as_typed_op!();
@@ -1039,6 +1046,31 @@ impl EvalOp for OptBinChain {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        if !self.from_i32 {
+            return Ok(tvec!(self.eval_steps(&self.steps, inputs)?));
+        }
+        // The absorbed cast: with the chain's first steps in the same pass where they are
+        // a per-block Mul and Add, else on its own.
+        let acc = inputs.remove(0);
+        if dequant::starts_with_mul_add(&self.steps) {
+            if let Some(out) = dequant::cast_mul_add(&acc, &inputs[0], &inputs[1])? {
+                inputs.drain(..2);
+                inputs.insert(0, out.into_tvalue());
+                return Ok(tvec!(self.eval_steps(&self.steps[2..], inputs)?));
+            }
+        }
+        inputs.insert(0, acc.cast_to::<f32>()?.into_owned().into_tvalue());
+        Ok(tvec!(self.eval_steps(&self.steps, inputs)?))
+    }
+}
+
+impl OptBinChain {
+    /// `steps` on `inputs[0]` (`f32`), input `i + 1` being step `i`'s operand.
+    fn eval_steps(
+        &self,
+        steps: &[OptBinChainStep],
+        mut inputs: TVec<TValue>,
+    ) -> TractResult<TValue> {
         let natural = |t: &Tensor| {
             t.len() == t.shape().iter().product::<usize>()
                 && t.strides() == &*Tensor::natural_strides(t.shape())
@@ -1047,29 +1079,31 @@ impl EvalOp for OptBinChain {
         let acc = inputs.remove(0);
         let operands = inputs;
         let sequential = |acc: TValue| -> TractResult<TValue> {
-            self.steps
+            steps
                 .iter()
                 .zip(operands.iter())
                 .try_fold(acc, |acc, (step, b)| eval_bin_chain_step(step, acc, b.clone()))
         };
+        if steps.is_empty() {
+            return Ok(acc);
+        }
         if !all_natural {
-            return Ok(tvec!(sequential(acc)?));
+            return sequential(acc);
         }
         let mut a = acc.into_tensor();
         // A PerBlock operand sharing one scalar with fewer than a vector's
         // worth of elements belongs on `repeat_broadcast`; run the chain one
         // step at a time so that step can take it.
-        let tiny_period = self.steps.iter().zip(operands.iter()).any(|(s, b)| {
+        let tiny_period = steps.iter().zip(operands.iter()).any(|(s, b)| {
             s.share == BShare::PerBlock && {
                 let period = a.len() / b.len().max(1);
                 period > 1 && period < 16
             }
         });
         if tiny_period {
-            return Ok(tvec!(sequential(a.into_tvalue())?));
+            return sequential(a.into_tvalue());
         }
-        let steps: Vec<tract_linalg::multithread::BinChainStep> = self
-            .steps
+        let steps: Vec<tract_linalg::multithread::BinChainStep> = steps
             .iter()
             .zip(operands.iter())
             .map(|(s, b)| tract_linalg::multithread::BinChainStep {
@@ -1083,33 +1117,42 @@ impl EvalOp for OptBinChain {
             })
             .collect();
         tract_linalg::multithread::par_bin_chain(&steps, &mut a)?;
-        Ok(tvec!(a.into_tvalue()))
+        Ok(a.into_tvalue())
     }
 }
 
 impl TypedOp for OptBinChain {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         ensure!(inputs.len() == self.steps.len() + 1);
+        let acc = if self.from_i32 {
+            ensure!(inputs[0].datum_type == i32::datum_type());
+            f32::fact(inputs[0].shape.clone())
+        } else {
+            inputs[0].without_value()
+        };
         for (step, fact) in self.steps.iter().zip(inputs[1..].iter()) {
             ensure!(
-                step.binop.result_datum_type(inputs[0].datum_type, fact.datum_type)?
-                    == inputs[0].datum_type
+                step.binop.result_datum_type(acc.datum_type, fact.datum_type)? == acc.datum_type
             );
         }
-        Ok(tvec!(inputs[0].without_value()))
+        Ok(tvec!(acc))
     }
 
     fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
-        let count: TDim = self.output_facts(inputs)?[0].shape.iter().product();
+        let out = self.output_facts(inputs)?.remove(0);
+        let count: TDim = out.shape.iter().product();
         Ok(self
             .steps
             .iter()
-            .flat_map(|s| s.binop.cost_per_element(inputs[0].datum_type))
+            .flat_map(|s| s.binop.cost_per_element(out.datum_type))
             .map(|(c, n)| (c, count.clone() * n))
             .collect())
     }
 
     fn fuse(&self, model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
+        if let Some(patch) = dequant::absorb_i32_cast(model, node, self)? {
+            return Ok(Some(patch));
+        }
         fuse_elementwise_chain(model, node)
     }
 
@@ -1157,7 +1200,10 @@ fn fuse_elementwise_chain(
     {
         return Ok(None);
     }
-    let a_dt = model.outlet_fact(node.inputs[0])?.datum_type;
+    // A chain that absorbed an i32 cast accumulates in f32 from its first step.
+    let from_i32 = node.op_as::<OptBinChain>().is_some_and(|c| c.from_i32);
+    let a_dt =
+        if from_i32 { f32::datum_type() } else { model.outlet_fact(node.inputs[0])?.datum_type };
     rule_if!(a_dt.is_float());
     let mut inlets: TVec<OutletId> = node.inputs.iter().cloned().collect();
     let mut last = node.id;
@@ -1203,7 +1249,7 @@ fn fuse_elementwise_chain(
         .iter()
         .map(|i| patch.tap_model(model, *i))
         .collect::<TractResult<Vec<OutletId>>>()?;
-    let wire = patch.wire_node(&model.node(last).name, OptBinChain { steps }, &wires)?[0];
+    let wire = patch.wire_node(&model.node(last).name, OptBinChain { steps, from_i32 }, &wires)?[0];
     patch.shunt_outside(model, last.into(), wire)?;
     Ok(Some(patch))
 }

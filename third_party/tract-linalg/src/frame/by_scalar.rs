@@ -34,11 +34,35 @@ pub trait ByScalarKer<T>: ElementWiseKer<T, T>
 where
     T: LADatum,
 {
+    /// The kernel as a binary function. `b` holds one scalar per equal block of `a`
+    /// (usually one scalar for all of `a`): a caller can hand a run of blocks, each
+    /// with its own scalar, to one call.
     fn bin() -> Box<BinFn> {
         Box::new(|a: &mut TensorView, b: &TensorView| {
             let a_slice = a.as_slice_mut()?;
-            let b = b.as_slice()?[0];
-            (Self::ew()).run_with_params(a_slice, b)
+            let b = b.as_slice::<T>()?;
+            if let [scalar] = b {
+                return (Self::ew()).run_with_params(a_slice, *scalar);
+            }
+            ensure!(
+                !b.is_empty() && a_slice.len() % b.len() == 0,
+                "by-scalar: {} scalars for {} elements",
+                b.len(),
+                a_slice.len()
+            );
+            let period = a_slice.len() / b.len();
+            if period == 0 {
+                return Ok(());
+            }
+            for (block, &scalar) in a_slice.chunks_exact_mut(period).zip(b) {
+                map_slice_with_alignment(
+                    block,
+                    |data| Self::run(data, scalar),
+                    Self::nr(),
+                    Self::alignment_bytes(),
+                )?;
+            }
+            Ok(())
         })
     }
 }
