@@ -569,13 +569,9 @@ pub fn par_bin_chain(steps: &[BinChainStep], a: &mut Tensor) -> TractResult<()> 
             for (sx, s) in steps.iter().enumerate() {
                 let (b, period) = (chain_b(sx), chain_period(sx));
                 let b_item = b.datum_type().size_of() as isize;
-                let b_shape = match s.share {
-                    BShare::Lockstep => [chunk],
-                    BShare::PerBlock => [chunk.div_ceil(period)],
-                };
-                let b_offset = match s.share {
-                    BShare::Lockstep => (g % period) as isize * b_item,
-                    BShare::PerBlock => (g / period) as isize * b_item,
+                let (b_offset, b_shape) = match s.share {
+                    BShare::Lockstep => ((g % period) as isize * b_item, [chunk]),
+                    BShare::PerBlock => ((g / period) as isize * b_item, [chunk.div_ceil(period)]),
                 };
                 let b_chunk = TensorView::from_bytes(b, b_offset, &b_shape, &STRIDES);
                 (s.eval_fn)(&mut a_chunk, &b_chunk)?;
@@ -796,7 +792,6 @@ mod multi_block_tests {
     #[test]
     fn per_channel_steps_are_not_one_call_per_channel() {
         static CALLS: AtomicUsize = AtomicUsize::new(0);
-        let calls = &CALLS;
         let mul = kernel(Func::BinByScalar(BinOp::Mul));
         let counting = move |a: &mut TensorView, b: &TensorView| -> TractResult<()> {
             CALLS.fetch_add(1, Ordering::Relaxed);
@@ -806,11 +801,11 @@ mod multi_block_tests {
         let (x, scale, ..) = case(c, hw);
         let mut a = x.clone();
         par_bin(&counting, &mut a, &scale, hw, BShare::PerBlock).unwrap();
-        assert_eq!(calls.swap(0, Ordering::Relaxed), 1, "par_bin: calls for {c} channels");
+        assert_eq!(CALLS.swap(0, Ordering::Relaxed), 1, "par_bin: calls for {c} channels");
         let step =
             BinChainStep { eval_fn: &counting, b: &scale, period: hw, share: BShare::PerBlock };
         par_bin_chain(&[step], &mut a).unwrap();
-        let chain_calls = calls.load(Ordering::Relaxed);
+        let chain_calls = CALLS.load(Ordering::Relaxed);
         assert!(chain_calls <= 4, "par_bin_chain: {chain_calls} calls for {c} channels");
     }
 }

@@ -12,7 +12,14 @@ use super::{cast::cast, math::SubF};
 use tract_linalg::routines::Func;
 
 mod dequant;
-pub use dequant::cast_mul_add_block;
+
+/// Whether `t` is laid out in natural C order over exactly its shape's elements: what the
+/// linalg kernels' slice arithmetic needs. `Tensor::insert_axis` and the like leave
+/// non-natural strides behind.
+fn has_natural_layout(t: &Tensor) -> bool {
+    t.len() == t.shape().iter().product::<usize>()
+        && t.strides() == &*Tensor::natural_strides(t.shape())
+}
 
 pub trait BinMiniOp:
     fmt::Debug + dyn_clone::DynClone + DynEq + Send + Sync + 'static + Downcast
@@ -725,10 +732,8 @@ impl EvalOp for OptBinByScalar {
         // to the generic eval if either operand has non-natural strides or a
         // storage size that doesn't match its declared shape (e.g. after
         // Tensor::insert_axis which leaves non-natural strides behind).
-        let a_natural = a.len() == a.shape().iter().product::<usize>()
-            && a.strides() == &*Tensor::natural_strides(a.shape());
-        let b_natural = b.len() == b.shape().iter().product::<usize>()
-            && b.strides() == &*Tensor::natural_strides(b.shape());
+        let a_natural = has_natural_layout(&a);
+        let b_natural = has_natural_layout(&b);
         if !a_natural || !b_natural {
             let c_dt = self.binop.result_datum_type(a.datum_type(), b.datum_type())?;
             return Ok(tvec!(self.binop.eval(a, b, c_dt)?.into_tvalue()));
@@ -872,10 +877,8 @@ impl EvalOp for OptBinUnicast {
         // back to the generic broadcasting eval when either operand is not in
         // natural strides (or has a storage size that doesn't match the
         // declared shape).
-        let a_natural = a.len() == a.shape().iter().product::<usize>()
-            && a.strides() == &*Tensor::natural_strides(a.shape());
-        let b_natural = b.len() == b.shape().iter().product::<usize>()
-            && b.strides() == &*Tensor::natural_strides(b.shape());
+        let a_natural = has_natural_layout(&a);
+        let b_natural = has_natural_layout(&b);
         if !a_natural || !b_natural {
             let c_dt = self.binop.result_datum_type(a.datum_type(), b.datum_type())?;
             return Ok(tvec!(self.binop.eval(a, b, c_dt)?.into_tvalue()));
@@ -997,11 +1000,7 @@ fn linalg_op_for_binop(binop: &dyn BinMiniOp) -> Option<BinOp> {
 /// would have used alone: `par_bin` on natural strides, `repeat_broadcast`
 /// under a short PerBlock period, generic `binop.eval` otherwise.
 fn eval_bin_chain_step(step: &OptBinChainStep, a: TValue, b: TValue) -> TractResult<TValue> {
-    let natural = |t: &Tensor| {
-        t.len() == t.shape().iter().product::<usize>()
-            && t.strides() == &*Tensor::natural_strides(t.shape())
-    };
-    if !natural(&a) || !natural(&b) {
+    if !has_natural_layout(&a) || !has_natural_layout(&b) {
         let c_dt = step.binop.result_datum_type(a.datum_type(), b.datum_type())?;
         return Ok(step.binop.eval(a, b, c_dt)?.into_tvalue());
     }
@@ -1071,11 +1070,7 @@ impl OptBinChain {
         steps: &[OptBinChainStep],
         mut inputs: TVec<TValue>,
     ) -> TractResult<TValue> {
-        let natural = |t: &Tensor| {
-            t.len() == t.shape().iter().product::<usize>()
-                && t.strides() == &*Tensor::natural_strides(t.shape())
-        };
-        let all_natural = inputs.iter().all(|t| natural(t));
+        let all_natural = inputs.iter().all(|t| has_natural_layout(t));
         let acc = inputs.remove(0);
         let operands = inputs;
         let sequential = |acc: TValue| -> TractResult<TValue> {

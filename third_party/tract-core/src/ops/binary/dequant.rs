@@ -9,7 +9,7 @@
 //! pass per channel. Each value is rounded after each operation as the three ops round it,
 //! so the result is bit-identical.
 
-use super::{BShare, OptBinChain, OptBinChainStep};
+use super::{BShare, OptBinChain, OptBinChainStep, has_natural_layout};
 use crate::internal::*;
 use crate::ops::cast::Cast;
 use crate::ops::change_axes::IntoShape;
@@ -73,13 +73,9 @@ pub(super) fn cast_mul_add(
     scale: &Tensor,
     bias: &Tensor,
 ) -> TractResult<Option<Tensor>> {
-    let natural = |t: &Tensor| {
-        t.len() == t.shape().iter().product::<usize>()
-            && t.strides() == &*Tensor::natural_strides(t.shape())
-    };
-    rule_if!(a.datum_type() == i32::datum_type() && natural(a));
-    rule_if!(scale.datum_type() == f32::datum_type() && natural(scale));
-    rule_if!(bias.datum_type() == f32::datum_type() && natural(bias));
+    rule_if!(a.datum_type() == i32::datum_type() && has_natural_layout(a));
+    rule_if!(scale.datum_type() == f32::datum_type() && has_natural_layout(scale));
+    rule_if!(bias.datum_type() == f32::datum_type() && has_natural_layout(bias));
     let blocks = scale.len();
     rule_if!(blocks > 0 && bias.len() == blocks && a.len() % blocks == 0);
     let period = a.len() / blocks;
@@ -106,7 +102,7 @@ pub(super) fn cast_mul_add(
 
 /// `dst[i] = (src[i] as f32) * scale + bias`, each operation rounded on its own (no fused
 /// multiply-add), as `Cast`, `Mul` and `Add` compute it.
-pub fn cast_mul_add_block(src: &[i32], dst: &mut [f32], scale: f32, bias: f32) {
+pub(super) fn cast_mul_add_block(src: &[i32], dst: &mut [f32], scale: f32, bias: f32) {
     debug_assert_eq!(src.len(), dst.len());
     let n = src.len().min(dst.len());
     #[cfg(target_arch = "aarch64")]
