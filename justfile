@@ -125,18 +125,25 @@ test-vendored:
     # channel-last where channel-first would be scalar, channel multipliers as depthwise
     # (patch 0004: on aarch64, where the channel-last kernel exists, they assert the plan);
     # exact GELU in one NEON pass (patch 0005, aarch64); an i32 cast and its per-channel
-    # dequantisation in one pass (patch 0006).
-    (cd third_party/tract-core && cargo test --release --lib -- causal_mask_condition depth_wise gelu_exact dequant)
+    # dequantisation in one pass (patch 0006); a constant operand without -128 admits the
+    # SMULL/SADALP kernel, one with -128 keeps it out (patch 0007, on a core without dot product).
+    (cd third_party/tract-core && cargo test --release --lib -- causal_mask_condition depth_wise gelu_exact dequant operand_without_i8_min)
     (cd third_party/tract-core && CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER="qemu-aarch64 -cpu cortex-a76" \
         cargo test --release --lib --target aarch64-unknown-linux-musl -- depth_wise gelu_exact dequant)
+    (cd third_party/tract-core && CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER="qemu-aarch64 -cpu cortex-a72" \
+        cargo test --release --lib --target aarch64-unknown-linux-musl -- operand_without_i8_min)
     (cd third_party/tract-data && cargo test --release --lib -- f32_to_int broadcast_to_shape)
     (cd third_party/tract-data && cargo test --release --lib --target aarch64-unknown-linux-musl f32_to_int)
     # i8 packing, x86-64 kernels, and the rayon dispatch (patch 0009: chunk grids,
     # thresholds, every row once), with the thread pool built in as the runtime has it;
-    # by-scalar steps over runs of blocks (patch 0012: multi_block).
-    (cd third_party/tract-linalg && cargo test --release --lib --features multithread-mm -- i8k4 x86_64 blocked_walk par_chunks chain_tests multi_block unicast by_scalar)
+    # by-scalar steps over runs of blocks (patch 0012: multi_block); the K group of 16's
+    # packing (patch 0013: i8k16).
+    (cd third_party/tract-linalg && cargo test --release --lib --features multithread-mm -- i8k4 i8k16 x86_64 blocked_walk par_chunks chain_tests multi_block unicast by_scalar)
     (cd third_party/tract-linalg && CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER="qemu-aarch64 -cpu cortex-a76" \
         cargo test --release --lib --target aarch64-unknown-linux-musl -- i8k4 i32_8x8 depthwise multi_block unicast by_scalar)
+    # The SMULL/SADALP kernel for cores without dot product (patch 0013), on one.
+    (cd third_party/tract-linalg && CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER="qemu-aarch64 -cpu cortex-a72" \
+        cargo test --release --lib --target aarch64-unknown-linux-musl -- sadalp i8k16)
     (cd third_party/tract-linalg && cargo test --release --lib --target armv7-unknown-linux-gnueabihf -- i32_8x4)
     echo "test-vendored: $((SECONDS - s)) s"
 

@@ -57,6 +57,7 @@ for profile in boards/*.toml; do
     qemu=(qemu-aarch64 -cpu "$qcpu")
     want=arm64simd_mmm_i32_8x8
     [[ $kernel == sdot ]] && want=arm64simd_mmm_i32_8x8_dot
+    [[ $kernel == sadalp ]] && want=arm64simd_mmm_i32_4x4_sadalp
     kernels=$("${qemu[@]}" "$musl" --board "$name" bench --bundle "$bundle" --frames 1 --json 2>$out/$name.log |
         python3 -c 'import json,sys; print(" ".join(json.load(sys.stdin)["kernels"]))') || {
         echo "FAIL: $name: bench under ${qemu[*]} failed (log: $out/$name.log)"; fail=1; continue; }

@@ -105,8 +105,12 @@ impl BoardError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Int8Kernel {
-    /// aarch64 without dot product (Cortex-A53/A57/A72): `SMLAL`.
+    /// aarch64 without dot product (Cortex-A53/A57/A72), an operand that may hold -128:
+    /// `SMLAL`.
     Smlal,
+    /// aarch64 without dot product, int8 weights in [-127, 127] (what `clip-quantize` writes):
+    /// `SMULL`/`SADALP`, 16 K per instruction triple.
+    Sadalp,
     /// aarch64 with dot product (Cortex-A76/A78): `SDOT`.
     Sdot,
     /// 32-bit ARM with NEON.
@@ -118,6 +122,7 @@ impl Int8Kernel {
     pub fn tract_kernel(self) -> &'static str {
         match self {
             Int8Kernel::Smlal => "arm64simd_mmm_i32_8x8",
+            Int8Kernel::Sadalp => "arm64simd_mmm_i32_4x4_sadalp",
             Int8Kernel::Sdot => "arm64simd_mmm_i32_8x8_dot",
             Int8Kernel::Neon => "armv7neon_mmm_i32_8x4",
         }
@@ -207,7 +212,7 @@ impl BoardProfile {
         let arm32 = self.target.starts_with("armv7");
         if arm32 != (self.int8_kernel == Int8Kernel::Neon) {
             return bad(format!(
-                "int8_kernel {:?} does not run on target {} (neon is for armv7, smlal/sdot for aarch64)",
+                "int8_kernel {:?} does not run on target {} (neon is for armv7, smlal/sadalp/sdot for aarch64)",
                 self.int8_kernel, self.target
             ));
         }

@@ -102,11 +102,11 @@ fn invalid_values_are_rejected() {
         ("threads = 4", "threads = 5", "threads"),
         ("threads = 4", "threads = 0", "threads"),
         (
-            "int8_kernel = \"smlal\"",
+            "int8_kernel = \"sadalp\"",
             "int8_kernel = \"neon\"",
             "int8_kernel",
         ),
-        ("int8_kernel = \"smlal\"", "int8_kernel = \"avx\"", "avx"),
+        ("int8_kernel = \"sadalp\"", "int8_kernel = \"avx\"", "avx"),
         (
             "target = \"aarch64-unknown-linux-musl\"",
             "target = \"x86_64\"",

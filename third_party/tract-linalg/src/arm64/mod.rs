@@ -346,11 +346,17 @@ impl Kind {
 /// SDOT (~4x the SMLAL 8x8) when FEAT_DotProd is present, else the SMLAL 8x8 fallback. The SDOT
 /// kernel only exists when the assembler could encode `sdot` (`tract_arm64_dotprod`, set by
 /// build.rs); otherwise always use the SMLAL 8x8.
-fn neon_qmmm_i32(isa: &IsaSet, _suitable: &[Suitable]) -> Option<&'static str> {
+/// clip-edge patch: without FEAT_DotProd, the SMULL/SADALP 4x4 when it is suitable (the query
+/// knows one operand has no -128), the SMLAL 8x8 otherwise.
+fn neon_qmmm_i32(isa: &IsaSet, suitable: &[Suitable]) -> Option<&'static str> {
     let _ = isa;
     #[cfg(tract_arm64_dotprod)]
     if isa.has(Isa::Aarch64DotProd) {
         return Some(arm64simd_mmm_i32_8x8_dot.name.as_str());
+    }
+    let sadalp = arm64simd_mmm_i32_4x4_sadalp.name.as_str();
+    if crate::mmm::suitable_named(suitable, sadalp).is_some() {
+        return Some(sadalp);
     }
     Some(arm64simd_mmm_i32_8x8.name.as_str())
 }

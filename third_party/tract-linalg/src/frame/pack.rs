@@ -1108,23 +1108,24 @@ unsafe fn transpose_4x4_neon_armv7_16(
     }
 }
 
-// K=4-inner packing writer (PackedI8K4 layout), fed in K-OUTER order (same feed
+// K-group-inner packing writer (PackedI8K4 layout), fed in K-OUTER order (same feed
 // as KOutWriter, used by the im2col patchers): for each k, all mn. Within a panel,
-// element (k, local_mn) lands at (k/4)*r*4 + local_mn*4 + (k%4), so consecutive mn
-// for a fixed k are stride-4 stores.
+// element (k, local_mn) lands at (k/kg)*r*kg + local_mn*kg + (k%kg), so consecutive
+// mn for a fixed k are stride-kg stores (kg = 4, or 16 for the SMULL/SADALP kernel).
 #[derive(Debug)]
 pub struct KOut4Writer<'p, T>
 where
     T: Copy + std::fmt::Debug,
 {
     base: *mut T,
-    r4: usize,        // r * 4
+    kg: usize,        // K group
+    rkg: usize,       // r * kg
     panel_len: usize, // k_aligned * r
     panels: usize,
     panel_width: usize,
     last_panel_width: usize,
-    kb: usize, // k / 4
-    kr: usize, // k % 4
+    kb: usize, // k / kg
+    kr: usize, // k % kg
     panel: usize,
     local_mn: usize,
     _phantom: PhantomData<&'p T>,
@@ -1135,11 +1136,22 @@ where
     T: Copy + std::fmt::Debug,
 {
     pub fn new(base: *mut T, r: usize, panel_len: usize, mn: usize) -> KOut4Writer<'p, T> {
+        Self::with_k_group(base, r, 4, panel_len, mn)
+    }
+    /// The writer for a K group of `kg` (clip-edge patch).
+    pub fn with_k_group(
+        base: *mut T,
+        r: usize,
+        kg: usize,
+        panel_len: usize,
+        mn: usize,
+    ) -> KOut4Writer<'p, T> {
         let panels = mn.divceil(r).max(1);
         let last_panel_width = mn - (panels - 1) * r;
         KOut4Writer {
             base,
-            r4: r * 4,
+            kg,
+            rkg: r * kg,
             panel_len,
             panels,
             panel_width: r,
@@ -1164,7 +1176,7 @@ where
             if self.panel == self.panels {
                 self.panel = 0;
                 self.kr += 1;
-                if self.kr == 4 {
+                if self.kr == self.kg {
                     self.kr = 0;
                     self.kb += 1;
                 }
@@ -1180,7 +1192,8 @@ where
     #[inline(always)]
     fn write(&mut self, t: T) {
         unsafe {
-            let off = self.panel * self.panel_len + self.kb * self.r4 + self.local_mn * 4 + self.kr;
+            let off =
+                self.panel * self.panel_len + self.kb * self.rkg + self.local_mn * self.kg + self.kr;
             *self.base.add(off) = t;
         }
         self.advance(1);
@@ -1194,14 +1207,17 @@ where
         }
         let pw = self.panel_width();
         if self.local_mn + n <= pw {
-            // Whole slice stays inside the current (panel, k): tight stride-4 store.
+            // Whole slice stays inside the current (panel, k): tight stride-kg store.
             unsafe {
                 let mut d = self.base.add(
-                    self.panel * self.panel_len + self.kb * self.r4 + self.local_mn * 4 + self.kr,
+                    self.panel * self.panel_len
+                        + self.kb * self.rkg
+                        + self.local_mn * self.kg
+                        + self.kr,
                 );
                 for &t in ts {
                     *d = t;
-                    d = d.add(4);
+                    d = d.add(self.kg);
                 }
             }
             self.advance(n);
@@ -1216,17 +1232,25 @@ where
 // K=4-inner packing for SDOT/relaxed-dot int8 matmul: 4 contiguous K per mn-lane.
 // Layout: out[(k/4)*r*4 + m*4 + (k%4)] = src[m,k]. k_alignment=4. Matmul path uses
 // pack_view; the conv im2col patchers feed write_with_k_outer in K-outer order.
+// clip-edge patch: the K group is a field (`k_group`), 4 as before or 16 for the
+// SMULL/SADALP kernel: out[(k/kg)*r*kg + m*kg + (k%kg)], k_alignment = kg.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct PackedI8K4 {
     pub r: usize,
     pub align: usize,
+    /// K values stored contiguously per mn lane (4, or 16).
+    pub k_group: usize,
 }
 impl PackedI8K4 {
     pub fn new(r: usize) -> Self {
-        PackedI8K4 { r, align: 16 }
+        PackedI8K4 { r, align: 16, k_group: 4 }
+    }
+    /// The layout with `k_group` contiguous K per mn lane (clip-edge patch).
+    pub fn with_k_group(r: usize, k_group: usize) -> Self {
+        PackedI8K4 { r, align: 16, k_group }
     }
     fn panel(&self, k: usize) -> usize {
-        (k.div_ceil(4) * 4) * self.r
+        (k.div_ceil(self.k_group) * self.k_group) * self.r
     }
     pub fn single_panel_len(&self, k: usize) -> usize {
         self.panel(k)
@@ -1244,9 +1268,9 @@ impl PackedI8K4 {
         k: usize,
         mn: usize,
     ) -> KOut4Writer<'p, T> {
-        KOut4Writer::new(pb, self.r, self.panel(k), mn)
+        KOut4Writer::with_k_group(pb, self.r, self.k_group, self.panel(k), mn)
     }
-    // K=4-inner pack from a (possibly strided) view: out[(k/4)*r*4 + m*4 + (k%4)] = src[m,k].
+    // K-group-inner pack from a (possibly strided) view: out[(k/kg)*r*kg + m*kg + (k%kg)] = src[m,k].
     pub fn pack_view(
         &self,
         t: &TensorView,
@@ -1256,8 +1280,7 @@ impl PackedI8K4 {
         ensure!(k_axis != mn_axis, "k_axis and mn_axis must differ (both are {k_axis})");
         let k = t.shape()[k_axis];
         let mn = t.shape()[mn_axis];
-        let kp = k.div_ceil(4) * 4;
-        let pl = kp * self.r;
+        let pl = self.panel(k);
         let panels = mn.div_ceil(self.r);
         let st = t.strides();
         let mut blob = unsafe { Blob::new_for_size_and_align(panels * pl, self.align) };
@@ -1269,10 +1292,17 @@ impl PackedI8K4 {
         unsafe {
             let src = t.as_ptr_unchecked::<i8>();
             let dst = blob.as_mut_ptr() as *mut i8;
-            match i8k4_path(ks, ms) {
-                I8K4Path::MnContiguous => pack_i8k4_mn_contiguous(src, ks, dst, k, mn, self.r),
-                I8K4Path::KContiguous => pack_i8k4_k_contiguous(src, ms, dst, k, mn, self.r),
-                I8K4Path::Generic => pack_i8k4_generic(src, ks, ms, dst, k, mn, self.r),
+            match (self.k_group, i8k4_path(ks, ms)) {
+                (4, I8K4Path::MnContiguous) => pack_i8k4_mn_contiguous(src, ks, dst, k, mn, self.r),
+                (4, I8K4Path::KContiguous) => pack_i8k4_k_contiguous(src, ms, dst, k, mn, self.r),
+                (4, I8K4Path::Generic) => pack_i8k4_generic(src, ks, ms, dst, k, mn, self.r),
+                (16, I8K4Path::KContiguous) => {
+                    pack_i8kg_k_contiguous::<16>(src, ms, dst, k, mn, self.r)
+                }
+                (16, I8K4Path::MnContiguous) => {
+                    pack_i8k16_mn_contiguous(src, ks, dst, k, mn, self.r)
+                }
+                (kg, _) => pack_i8kg_generic(src, ks, ms, dst, k, mn, self.r, kg),
             }
         }
         Ok(Box::new(EagerPackedInput {
@@ -1538,9 +1568,132 @@ unsafe fn pack_i8k4_k_contiguous(
     }
 }
 
+// clip-edge patch: the packers for a K group other than 4, same contract as above with
+// kg in place of 4: dst[p*pl + (kk/kg)*r*kg + lm*kg + kk%kg] = src[kk*ks + (p*r+lm)*ms].
+
+// Any strides, one byte at a time.
+#[allow(clippy::too_many_arguments)]
+unsafe fn pack_i8kg_generic(
+    src: *const i8,
+    ks: isize,
+    ms: isize,
+    dst: *mut i8,
+    k: usize,
+    mn: usize,
+    r: usize,
+    kg: usize,
+) {
+    let pl = k.div_ceil(kg) * kg * r;
+    unsafe {
+        for p in 0..mn.div_ceil(r) {
+            let pw = r.min(mn - p * r);
+            let panel = dst.add(p * pl);
+            let mn0 = (p * r) as isize;
+            for kk in 0..k {
+                let srow = src.offset(kk as isize * ks + mn0 * ms);
+                let dcol = panel.add((kk / kg) * r * kg + kk % kg);
+                for lm in 0..pw {
+                    *dcol.add(lm * kg) = *srow.offset(lm as isize * ms);
+                }
+            }
+        }
+    }
+}
+
+// k stride 1 (activations [mn, k]): each (lm, kb) is KG consecutive source bytes.
+unsafe fn pack_i8kg_k_contiguous<const KG: usize>(
+    src: *const i8,
+    ms: isize,
+    dst: *mut i8,
+    k: usize,
+    mn: usize,
+    r: usize,
+) {
+    let pl = k.div_ceil(KG) * KG * r;
+    let full_kb = k / KG;
+    unsafe {
+        for p in 0..mn.div_ceil(r) {
+            let pw = r.min(mn - p * r);
+            let panel = dst.add(p * pl);
+            for lm in 0..pw {
+                let row = src.offset((p * r + lm) as isize * ms);
+                let out = panel.add(lm * KG);
+                for kb in 0..full_kb {
+                    std::ptr::copy_nonoverlapping(row.add(kb * KG), out.add(kb * r * KG), KG);
+                }
+                let rest = k - full_kb * KG;
+                std::ptr::copy_nonoverlapping(row.add(full_kb * KG), out.add(full_kb * r * KG), rest);
+            }
+        }
+    }
+}
+
+// mn stride 1 (weights [k, mn], 1x1 convolutions' activations), K group 16: a block
+// of 16 k rows by 16 lanes is transposed through a 16x16 byte tile; ragged lanes
+// (pw % 16) and the last k block go byte by byte.
+unsafe fn pack_i8k16_mn_contiguous(
+    src: *const i8,
+    ks: isize,
+    dst: *mut i8,
+    k: usize,
+    mn: usize,
+    r: usize,
+) {
+    const KG: usize = 16;
+    let pl = k.div_ceil(KG) * KG * r;
+    let full_kb = k / KG;
+    unsafe {
+        // Lanes in groups of 16 across panels: lane l of group g is mn index g*16 + l.
+        let full_groups = mn / 16;
+        for g in 0..full_groups {
+            for kb in 0..full_kb {
+                let mut tile = [[0i8; 16]; 16];
+                for (kr, row) in tile.iter_mut().enumerate() {
+                    let s = src.offset((kb * KG + kr) as isize * ks).add(g * 16);
+                    std::ptr::copy_nonoverlapping(s, row.as_mut_ptr(), 16);
+                }
+                let t = transpose16x16(&tile);
+                for (l, lane) in t.iter().enumerate() {
+                    let m = g * 16 + l;
+                    let (p, lm) = (m / r, m % r);
+                    let out = dst.add(p * pl + kb * r * KG + lm * KG);
+                    std::ptr::copy_nonoverlapping(lane.as_ptr(), out, KG);
+                }
+            }
+        }
+        // What the tiles did not cover: the ragged lanes for every k, the last k block
+        // for every lane.
+        for kk in 0..k {
+            let in_tiles = kk < full_kb * KG;
+            let m0 = if in_tiles { full_groups * 16 } else { 0 };
+            let srow = src.offset(kk as isize * ks);
+            for m in m0..mn {
+                let (p, lm) = (m / r, m % r);
+                *dst.add(p * pl + (kk / KG) * r * KG + lm * KG + kk % KG) = *srow.add(m);
+            }
+        }
+    }
+}
+
+// out[l][kr] = tile[kr][l].
+#[inline(always)]
+fn transpose16x16(tile: &[[i8; 16]; 16]) -> [[i8; 16]; 16] {
+    let mut out = [[0i8; 16]; 16];
+    for (kr, row) in tile.iter().enumerate() {
+        for (l, &v) in row.iter().enumerate() {
+            out[l][kr] = v;
+        }
+    }
+    out
+}
+
 impl std::fmt::Display for PackedI8K4 {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(f, "I8K4[{}]", self.r)
+        if self.k_group == 4 {
+            write!(f, "I8K4[{}]", self.r)
+        } else {
+            write!(f, "I8K{}[{}]", self.k_group, self.r)
+        }
     }
 }
 impl MMMInputFormat for PackedI8K4 {
@@ -1563,13 +1716,15 @@ impl MMMInputFormat for PackedI8K4 {
         self.r
     }
     fn k_alignment(&self) -> usize {
-        4
+        self.k_group
     }
     fn merge_with<'o, 'a: 'o, 'b: 'o>(
         &'a self,
         o: &'b dyn MMMInputFormat,
     ) -> Option<&'o dyn MMMInputFormat> {
-        o.downcast_ref::<PackedI8K4>().filter(|x| x.r == self.r).map(|_| self as _)
+        o.downcast_ref::<PackedI8K4>()
+            .filter(|x| x.r == self.r && x.k_group == self.k_group)
+            .map(|_| self as _)
     }
     fn mem_size(&self, k: TDim, mn: TDim) -> TDim {
         mn.divceil(self.r) * self.panel(k.to_usize().unwrap_or(0))
@@ -1896,6 +2051,8 @@ mod test {
         // true : input tensor is [mn, k] (k_axis=1, mn_axis=0) — strided read,
         //        mirroring how the "A" operand is fed.
         is_a: bool,
+        // K group: 4 (SDOT, SMOPA...) or 16 (clip-edge patch: the SMULL/SADALP kernel).
+        kg: usize,
     }
 
     impl PackI8K4Problem {
@@ -1907,7 +2064,7 @@ mod test {
         }
 
         fn panel_len(&self) -> usize {
-            (self.k.div_ceil(4) * 4) * self.r
+            (self.k.div_ceil(self.kg) * self.kg) * self.r
         }
 
         // The layout every producer must reproduce.
@@ -1922,7 +2079,8 @@ mod test {
                 for kk in 0..self.k {
                     for lm in 0..pw {
                         let m = p * r + lm;
-                        let off = p * pl + (kk / 4) * r * 4 + lm * 4 + (kk % 4);
+                        let kg = self.kg;
+                        let off = p * pl + (kk / kg) * r * kg + lm * kg + (kk % kg);
                         out[off] = logical[[kk, m]];
                     }
                 }
@@ -1933,7 +2091,7 @@ mod test {
         // The matmul path: pack a TensorView, then read it back panel by panel.
         fn pack_view_bytes(&self) -> Vec<i8> {
             let logical = self.logical();
-            let packer = super::PackedI8K4::new(self.r);
+            let packer = super::PackedI8K4::with_k_group(self.r, self.kg);
             let (tensor, k_axis, mn_axis) = if self.is_a {
                 // [mn, k] with entry [m, kk] == logical[kk, m]; reads are strided.
                 let a = Array2::from_shape_fn((self.mn, self.k), |(m, kk)| logical[[kk, m]]);
@@ -1960,7 +2118,7 @@ mod test {
         // The conv path: feed the writer in K-outer order (for each k, all mn).
         fn writer_bytes(&self) -> Vec<i8> {
             let logical = self.logical();
-            let packer = super::PackedI8K4::new(self.r);
+            let packer = super::PackedI8K4::with_k_group(self.r, self.kg);
             let total = packer.len(self.k, self.mn);
             assert_eq!(total, self.mn.div_ceil(self.r) * self.panel_len());
             let mut buf = vec![0i8; total];
@@ -1996,7 +2154,7 @@ mod test {
         fn arbitrary_with(_: ()) -> Self::Strategy {
             // r is the tile width used by the int8 kernels (SMOPA 32, SDOT 8, ...).
             (any::<bool>(), prop::sample::select(vec![4usize, 8, 16, 32]), 1usize..40, 1usize..40)
-                .prop_map(|(is_a, r, k, mn)| PackI8K4Problem { k, mn, r, is_a })
+                .prop_map(|(is_a, r, k, mn)| PackI8K4Problem { k, mn, r, is_a, kg: 4 })
                 .boxed()
         }
     }
@@ -2006,10 +2164,29 @@ mod test {
         fn pack_i8k4_prop(pb in any::<PackI8K4Problem>()) {
             pb.check();
         }
+
+        #[test]
+        fn pack_i8k16_prop(pb in any::<PackI8K4Problem>()) {
+            PackI8K4Problem { kg: 16, ..pb }.check();
+        }
     }
 
     fn k4(k: usize, mn: usize, r: usize, is_a: bool) -> PackI8K4Problem {
-        PackI8K4Problem { k, mn, r, is_a }
+        PackI8K4Problem { k, mn, r, is_a, kg: 4 }
+    }
+
+    // clip-edge patch: the K group of 16, at the edges of a group and a panel.
+    #[test]
+    fn i8k16_shapes() {
+        for k in [1, 15, 16, 17, 31, 32, 33, 100] {
+            for mn in [1, 3, 4, 5, 16, 17, 33] {
+                for r in [4, 8] {
+                    for is_a in [false, true] {
+                        PackI8K4Problem { k, mn, r, is_a, kg: 16 }.check();
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -2073,6 +2250,19 @@ mod test {
         ks: isize,
         ms: isize,
     ) -> super::I8K4Path {
+        i8kg_strided(k, mn, r, 4, is_a, ks, ms)
+    }
+
+    // The same for any K group: pack_view against the generic loop and the layout.
+    fn i8kg_strided(
+        k: usize,
+        mn: usize,
+        r: usize,
+        kg: usize,
+        is_a: bool,
+        ks: isize,
+        ms: isize,
+    ) -> super::I8K4Path {
         let len = ((k - 1) as isize * ks + (mn - 1) as isize * ms + 1) as usize;
         let data: Vec<i8> = (0..len)
             .map(|i| ((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as i8)
@@ -2081,8 +2271,9 @@ mod test {
         let (shape, strides, k_axis, mn_axis) =
             if is_a { ([mn, k], [ms, ks], 1, 0) } else { ([k, mn], [ks, ms], 0, 1) };
         let view = unsafe { TensorView::from_bytes(&tensor, 0, &shape, &strides) };
-        let packed = super::PackedI8K4::new(r).pack_view(&view, k_axis, mn_axis).unwrap();
-        let pl = k.div_ceil(4) * 4 * r;
+        let packed =
+            super::PackedI8K4::with_k_group(r, kg).pack_view(&view, k_axis, mn_axis).unwrap();
+        let pl = k.div_ceil(kg) * kg * r;
         let panels = mn.div_ceil(r);
         assert_eq!(packed.panels_count(), panels);
         let mut got = vec![0i8; panels * pl];
@@ -2093,12 +2284,18 @@ mod test {
             }
         }
         let mut generic = vec![0i8; panels * pl];
-        unsafe { super::pack_i8k4_generic(data.as_ptr(), ks, ms, generic.as_mut_ptr(), k, mn, r) };
+        unsafe {
+            if kg == 4 {
+                super::pack_i8k4_generic(data.as_ptr(), ks, ms, generic.as_mut_ptr(), k, mn, r)
+            } else {
+                super::pack_i8kg_generic(data.as_ptr(), ks, ms, generic.as_mut_ptr(), k, mn, r, kg)
+            }
+        };
         let mut reference = vec![0i8; panels * pl];
         for p in 0..panels {
             for kk in 0..k {
                 for lm in 0..r.min(mn - p * r) {
-                    reference[p * pl + (kk / 4) * r * 4 + lm * 4 + kk % 4] =
+                    reference[p * pl + (kk / kg) * r * kg + lm * kg + kk % kg] =
                         data[(kk as isize * ks + (p * r + lm) as isize * ms) as usize];
                 }
             }
@@ -2139,6 +2336,28 @@ mod test {
                             // Neither axis contiguous: the generic loop.
                             assert_eq!(i8k4_strided(k, mn, r, is_a, 2 * mn_ + pad, 2), Generic);
                             assert_eq!(i8k4_strided(k, mn, r, is_a, 2, 2 * k_ + pad), Generic);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // clip-edge patch: the K group of 16's paths (K-contiguous copy, mn-contiguous
+    // transpose, generic) against the generic loop and the layout.
+    #[test]
+    fn i8k16_fast_paths_match_generic() {
+        use super::I8K4Path::*;
+        for k in (1..=20).chain([31, 32, 33, 64, 100, 768]) {
+            for mn in (1..=18).chain([31, 32, 33, 50]) {
+                for r in [4, 8] {
+                    for is_a in [false, true] {
+                        for pad in [0, 3] {
+                            let (k_, mn_) = (k as isize, mn as isize);
+                            assert_eq!(i8kg_strided(k, mn, r, 16, is_a, mn_ + pad, 1), MnContiguous);
+                            let path = i8kg_strided(k, mn, r, 16, is_a, 1, k_ + pad);
+                            assert_eq!(path, if k_ + pad == 1 { MnContiguous } else { KContiguous });
+                            assert_eq!(i8kg_strided(k, mn, r, 16, is_a, 2 * mn_ + pad, 2), Generic);
                         }
                     }
                 }

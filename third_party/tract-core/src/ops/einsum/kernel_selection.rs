@@ -166,7 +166,7 @@ pub fn query(model: &TypedModel, node: &TypedNode, op: &EinSumMatMul) -> TractRe
         a_dt.into()
     };
 
-    Ok(Query {
+    let query = Query {
         weight: a_weight,
         activation: b_dt,
         accumulators: op.acceptable_accumulators(),
@@ -175,7 +175,32 @@ pub fn query(model: &TypedModel, node: &TypedNode, op: &EinSumMatMul) -> TractRe
         m: op.m.as_i64().map(|d| d as usize),
         k: op.k.as_i64().map(|d| d as usize),
         n: op.n.as_i64().map(|d| d as usize),
-    })
+        operand_without_i8_min: false,
+    };
+    let operand_without_i8_min = operand_without_i8_min(&query, &[a_fact, b_fact]);
+    Ok(Query { operand_without_i8_min, ..query })
+}
+
+/// Whether `fact` is a constant i8 tensor (plain or quantized) holding no -128 (clip-edge
+/// patch). Such an operand makes the kernels that need `Query::operand_without_i8_min`
+/// exact: their i16 lanes hold two products, and only (-128)·(-128) twice overflows one.
+pub fn const_i8_without_min(fact: &TypedFact) -> bool {
+    let Some(konst) = fact.konst.as_ref() else { return false };
+    if konst.datum_type().unquantized() != DatumType::I8 || fact.is_exotic() {
+        return false;
+    }
+    unsafe { konst.as_slice_unchecked::<i8>() }.iter().all(|&x| x != i8::MIN)
+}
+
+/// The `operand_without_i8_min` of `query` (clip-edge patch): true when one of the operand
+/// `facts` is a constant i8 without -128. The constants are scanned only when the pick
+/// the flag allows would use a kernel that needs it, so other platforms pay nothing.
+pub fn operand_without_i8_min(query: &Query, facts: &[&TypedFact]) -> bool {
+    let allowed = Query { operand_without_i8_min: true, ..query.clone() };
+    let needs_it = tract_linalg::MmmDispatch::native()
+        .pick(&allowed)
+        .is_some_and(|(mmm, _, _)| mmm.needs_operand_without_i8_min());
+    needs_it && facts.iter().any(|f| const_i8_without_min(f))
 }
 
 #[cfg(test)]
@@ -275,5 +300,79 @@ mod sme_strided_store {
         let mm = model.nodes.iter().find_map(|n| n.op_as::<OptMatMul>()).expect("OptMatMul");
         let name = mm.mmm[0].name();
         assert!(name.starts_with("apple_amx"), "long-K strided-n GEMM selected {name}");
+    }
+}
+
+// clip-edge patch: a constant operand without -128 lets a kernel that needs one in, one
+// with -128 keeps it out. On an aarch64 core without dot product that decides between
+// the SMULL/SADALP 4x4 and the SMLAL 8x8; elsewhere neither needs the flag and the
+// results are checked all the same.
+#[cfg(test)]
+mod operand_without_i8_min {
+    use super::*;
+    use crate::ops::einsum::EinSum;
+    use crate::ops::matmul::optimized::OptMatMul;
+
+    /// `a` (constant [m, k]) times the input [k, n], optimised: the kernel names and the
+    /// result for input `b`.
+    fn run(a: &Tensor, b: &Tensor) -> TractResult<(Vec<String>, Tensor)> {
+        let mut model = TypedModel::default();
+        let a = model.add_const("a", a.clone())?;
+        let x = model.add_source("x", TypedFact::shape_and_dt_of(b))?;
+        let c = model.wire_node(
+            "mm",
+            EinSum::new("mk,kn->mn".parse()?, i32::datum_type()),
+            &[a, x],
+        )?;
+        model.select_output_outlets(&c)?;
+        let model = model.into_optimized()?;
+        let kernels = model
+            .nodes()
+            .iter()
+            .filter_map(|n| n.op_as::<OptMatMul>())
+            .flat_map(|op| op.mmm.iter().map(|m| m.name().to_string()))
+            .collect();
+        let out = model.into_runnable()?.run(tvec!(b.clone().into_tvalue()))?;
+        Ok((kernels, out[0].clone().into_tensor()))
+    }
+
+    fn reference(a: &Tensor, b: &Tensor) -> TractResult<Tensor> {
+        let a = a.cast_to::<i32>()?.into_owned().into_array::<i32>()?.into_dimensionality()?;
+        let b = b.cast_to::<i32>()?.into_owned().into_array::<i32>()?.into_dimensionality()?;
+        Ok(ndarray::Array2::<i32>::from(a.dot(&b)).into_tensor())
+    }
+
+    fn i8s(shape: [usize; 2], f: impl Fn(usize) -> i32) -> Tensor {
+        let v: Vec<i8> = (0..shape[0] * shape[1]).map(|i| f(i) as i8).collect();
+        tensor1(&v).into_shape(&shape).unwrap()
+    }
+
+    fn sadalp_expected() -> bool {
+        let isa = tract_linalg::isa::native();
+        cfg!(target_arch = "aarch64") && !isa.has(tract_linalg::isa::Isa::Aarch64DotProd)
+    }
+
+    #[test]
+    fn weights_without_min_pick_sadalp_with_min_do_not() -> TractResult<()> {
+        for m in [24, 64] {
+            let (k, n) = (768, 50);
+            // Activations over all of i8, and -128 all down column 0.
+            let b = i8s([k, n], |i| if i % n == 0 { -128 } else { (i * 53 % 256) as i32 - 128 });
+            // Weights in [-127, 127], as clip-quantize writes them.
+            let without = i8s([m, k], |i| (i * 37 % 255) as i32 - 127);
+            // The same with -128 at every K of row 0: against column 0, every i16 lane of
+            // the SADALP kernel would wrap.
+            let with = i8s([m, k], |i| if i < k { -128 } else { (i * 37 % 255) as i32 - 127 });
+            assert!(const_i8_without_min(&TypedFact::from(without.clone().into_arc_tensor())));
+            assert!(!const_i8_without_min(&TypedFact::from(with.clone().into_arc_tensor())));
+            let sadalp = "arm64simd_mmm_i32_4x4_sadalp";
+            let (kernels, out) = run(&without, &b)?;
+            assert_eq!(out, reference(&without, &b)?, "m={m} without -128: {kernels:?}");
+            assert_eq!(kernels.iter().any(|k| k == sadalp), sadalp_expected(), "{kernels:?}");
+            let (kernels, out) = run(&with, &b)?;
+            assert_eq!(out, reference(&with, &b)?, "m={m} with -128: {kernels:?}");
+            assert!(!kernels.iter().any(|k| k == sadalp), "{kernels:?}");
+        }
+        Ok(())
     }
 }

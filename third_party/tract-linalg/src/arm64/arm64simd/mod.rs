@@ -113,6 +113,19 @@ MMMExternKernel!(aarch64; arm64simd_mmm_i32_8x8_dot<i32>(8, 8)@(16, 16)
    store(i8)
 );
 
+// clip-edge patch: for cores without FEAT_DotProd (Cortex-A53, A72), 16 K per register
+// with SMULL + SMLAL2 + SADALP: 16 multiply-adds in 3 instructions where the SMLAL 8x8
+// above needs about 5. Two products share an i16 lane, exact unless both operands hold
+// -128 at both K of a lane: selection offers it only to queries that know one operand
+// has no -128 (`needing_operand_without_i8_min`). Same i32 tile templates, mr = nr = 4.
+MMMExternKernel!(aarch64; arm64simd_mmm_i32_4x4_sadalp<i32>(4, 4)@(16, 16)
+   packing[1] = i8i8 => |k| k
+       .with_packing(crate::pack::PackedI8K4::with_k_group(4, 16), crate::pack::PackedI8K4::with_k_group(4, 16))
+       .needing_operand_without_i8_min();
+
+   store(i8)
+);
+
 MMMExternKernel!(aarch64; arm64simd_mmm_i32_64x1<i32>(64, 1)@(16, 1)
    packing[1] = i8i8 => |k| k.with_packing(PackedFormat::new(DatumType::I8, 64,16), PackedFormat::new(DatumType::I8, 1, 1));
 
@@ -121,3 +134,75 @@ MMMExternKernel!(aarch64; arm64simd_mmm_i32_64x1<i32>(64, 1)@(16, 1)
 
 routine_ew_extern!(aarch64; Tanh, f32, arm64simd_tanh_f32_4n, 4, 4);
 routine_ew_extern!(aarch64; Sigmoid, f32, arm64simd_sigmoid_f32_4n, 4, 4);
+
+// clip-edge patch: the SMULL/SADALP kernel at the edges of its i16 lanes, and the selection
+// rule that keeps it away from operands that could overflow them. The generic kernel tests
+// (`test_arm64simd_mmm_i32_4x4_sadalp`) use small values; these use the extremes.
+#[cfg(all(test, target_arch = "aarch64"))]
+mod sadalp_range {
+    use super::arm64simd_mmm_i32_4x4_sadalp as sadalp;
+    use crate::frame::mmm::tests::packed_packed::PackedPackedProblem;
+    use crate::isa::{Arch, Isa, IsaSet};
+    use crate::mmm::{MatMatMul, MmmDispatch, Query};
+    use tract_data::prelude::*;
+
+    fn run(a: Vec<f32>, b: Vec<f32>) -> TractResult<()> {
+        PackedPackedProblem::kernel(&*sadalp, 1, a, b).check()
+    }
+
+    #[test]
+    fn largest_sums() -> TractResult<()> {
+        // Every product is 127 * -128 or -127 * -128, the largest an operand without -128
+        // allows; K = 768 (ViT-B/32's width) of them add up to +-12.5 M in i32.
+        let k = 768;
+        run(vec![127.0; 4 * k], vec![-128.0; 4 * k])?;
+        run(vec![-127.0; 4 * k], vec![-128.0; 4 * k])?;
+        run(vec![-127.0; 4 * k], vec![127.0; 4 * k])
+    }
+
+    #[test]
+    fn full_range() -> TractResult<()> {
+        // A over [-127, 127], B over all of i8, varying along K, rows and columns; K not a
+        // multiple of 16.
+        for k in [1, 15, 16, 17, 100, 768] {
+            let a = (0..4 * k).map(|i| ((i * 37 + 11) % 255) as f32 - 127.0).collect::<Vec<_>>();
+            let b = (0..4 * k).map(|i| ((i * 53 + 7) % 256) as f32 - 128.0).collect::<Vec<_>>();
+            run(a, b)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn both_operands_at_min_wrap() {
+        // Why the kernel needs the selection rule: -128 in both operands at K i and i + 8
+        // (the two products one i16 lane holds) sums to 32768, which wraps.
+        assert!(run(vec![-128.0; 4 * 16], vec![-128.0; 4 * 16]).is_err());
+    }
+
+    fn names(query: &Query, isa: IsaSet) -> Vec<String> {
+        MmmDispatch::for_isa(isa)
+            .suitable(query)
+            .iter()
+            .map(|(m, _, _)| m.name().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn selection_needs_operand_without_min() {
+        let neon = IsaSet::of_arch(Arch::Aarch64);
+        let plain = Query::plain(DatumType::I32, Some(64), Some(768), Some(50));
+        let allowed = Query { operand_without_i8_min: true, ..plain.clone() };
+        assert!(sadalp.needs_operand_without_i8_min());
+        assert!(!names(&plain, neon).contains(&sadalp.name().to_string()));
+        assert!(names(&allowed, neon).contains(&sadalp.name().to_string()));
+        let pick = |q: &Query, isa| MmmDispatch::for_isa(isa).pick(q).unwrap().0.name().to_string();
+        assert_eq!(pick(&allowed, neon), sadalp.name());
+        assert_eq!(pick(&plain, neon), super::arm64simd_mmm_i32_8x8.name());
+        #[cfg(tract_arm64_dotprod)]
+        {
+            let dot = neon.with(Isa::Aarch64DotProd);
+            assert_eq!(pick(&allowed, dot), super::arm64simd_mmm_i32_8x8_dot.name());
+        }
+        let _ = Isa::Aarch64DotProd;
+    }
+}

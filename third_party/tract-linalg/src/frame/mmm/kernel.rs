@@ -73,6 +73,14 @@ pub trait MatMatMulKer: Clone + Debug + Send + Sync + 'static {
     fn stores_row_major_tile(&self) -> bool {
         false
     }
+
+    /// Whether the kernel is exact only when one of its i8 operands never holds -128 (clip-edge
+    /// patch: the SMULL/SADALP kernel sums two products in an i16 lane, and only
+    /// (-128)·(-128) + (-128)·(-128) overflows it). Selection offers such a kernel only to a
+    /// [`super::Query`] that sets `operand_without_i8_min`.
+    fn needs_operand_without_i8_min(&self) -> bool {
+        false
+    }
 }
 
 type Kernel<Acc> = unsafe fn(&[FusedKerSpec<Acc>]) -> isize;
@@ -98,6 +106,8 @@ pub struct DynKernel<const MR: usize, const NR: usize, Acc: LADatum> {
     pub boost: fn() -> isize,
     pub can_fuse: fn(&FusedSpec) -> bool,
     pub row_major_store: bool,
+    /// See [`MatMatMulKer::needs_operand_without_i8_min`].
+    pub operand_without_i8_min: bool,
 }
 
 impl<const MR: usize, const NR: usize, Acc: LADatum> DynKernel<MR, NR, Acc> {
@@ -119,6 +129,7 @@ impl<const MR: usize, const NR: usize, Acc: LADatum> DynKernel<MR, NR, Acc> {
             boost: || 0,
             can_fuse: |_| true,
             row_major_store: false,
+            operand_without_i8_min: false,
         };
         kernel.with_packing(packing_a, packing_b)
     }
@@ -154,6 +165,12 @@ impl<const MR: usize, const NR: usize, Acc: LADatum> DynKernel<MR, NR, Acc> {
 
     pub fn regular_pack_b(&self) -> PackedFormat {
         *self.packings[0].1.clone().downcast::<PackedFormat>().unwrap()
+    }
+
+    /// Marks the kernel exact only when one i8 operand has no -128: see
+    /// [`MatMatMulKer::needs_operand_without_i8_min`].
+    pub fn needing_operand_without_i8_min(self) -> Self {
+        Self { operand_without_i8_min: true, ..self }
     }
 
     pub fn with_can_fuse(self, can_fuse: fn(&FusedSpec) -> bool) -> Self {
@@ -229,5 +246,9 @@ impl<const MR: usize, const NR: usize, Acc: LADatum> MatMatMulKer for DynKernel<
 
     fn stores_row_major_tile(&self) -> bool {
         self.row_major_store
+    }
+
+    fn needs_operand_without_i8_min(&self) -> bool {
+        self.operand_without_i8_min
     }
 }

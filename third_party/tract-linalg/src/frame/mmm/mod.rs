@@ -92,6 +92,10 @@ pub trait MatMatMul: Debug + dyn_clone::DynClone + Send + Sync + std::any::Any {
 
     fn internal_type(&self) -> DatumType;
 
+    /// Whether the kernel is exact only when one i8 operand never holds -128 (clip-edge patch):
+    /// see [`MatMatMulKer::needs_operand_without_i8_min`].
+    fn needs_operand_without_i8_min(&self) -> bool;
+
     unsafe fn c_view(&self, m_axis: Option<usize>, n_axis: Option<usize>) -> OutputStoreSpec;
     unsafe fn c_from_data_and_strides(
         &self,
@@ -186,6 +190,10 @@ impl<K: MatMatMulKer> MatMatMul for K {
 
     fn internal_type(&self) -> DatumType {
         K::Acc::datum_type()
+    }
+
+    fn needs_operand_without_i8_min(&self) -> bool {
+        MatMatMulKer::needs_operand_without_i8_min(self)
     }
 
     fn can_fuse(&self, spec: &FusedSpec) -> bool {

@@ -40,6 +40,10 @@ pub struct Query {
     pub m: Option<usize>,
     pub k: Option<usize>,
     pub n: Option<usize>,
+    /// Whether one of the i8 operands is known never to hold -128 (clip-edge patch), which
+    /// makes the kernels that [`MatMatMul::needs_operand_without_i8_min`] exact; without it
+    /// they are not suitable.
+    pub operand_without_i8_min: bool,
 }
 
 impl Query {
@@ -63,6 +67,7 @@ impl Query {
             m,
             k,
             n,
+            operand_without_i8_min: false,
         }
     }
 }
@@ -193,6 +198,7 @@ impl MmmDispatch {
             .filter(|mmm| {
                 query.accumulators.contains(&mmm.internal_type())
                     && query.store.is_none_or(|s| mmm.stores().contains(&s))
+                    && (query.operand_without_i8_min || !mmm.needs_operand_without_i8_min())
             })
             .flat_map(|mmm| mmm.packings().iter().enumerate().map(move |(ix, p)| (mmm, ix, p)))
             .filter(|(_, _, (_, b))| {

@@ -588,7 +588,13 @@ impl Conv {
             m: Some(m),
             k: Some(k),
             n: n.as_usize(),
+            operand_without_i8_min: false,
         };
+        let operand_without_i8_min = crate::ops::einsum::kernel_selection::operand_without_i8_min(
+            &query,
+            &[weight_fact, input_fact],
+        );
+        let query = Query { operand_without_i8_min, ..query };
         if weight_fact.is_exotic() {
             let mut suitable = tract_linalg::MmmDispatch::native().suitable(&query);
             retain_best(&mut suitable);
