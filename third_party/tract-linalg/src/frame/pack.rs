@@ -1192,8 +1192,10 @@ where
     #[inline(always)]
     fn write(&mut self, t: T) {
         unsafe {
-            let off =
-                self.panel * self.panel_len + self.kb * self.rkg + self.local_mn * self.kg + self.kr;
+            let off = self.panel * self.panel_len
+                + self.kb * self.rkg
+                + self.local_mn * self.kg
+                + self.kr;
             *self.base.add(off) = t;
         }
         self.advance(1);
@@ -1622,15 +1624,20 @@ unsafe fn pack_i8kg_k_contiguous<const KG: usize>(
                     std::ptr::copy_nonoverlapping(row.add(kb * KG), out.add(kb * r * KG), KG);
                 }
                 let rest = k - full_kb * KG;
-                std::ptr::copy_nonoverlapping(row.add(full_kb * KG), out.add(full_kb * r * KG), rest);
+                std::ptr::copy_nonoverlapping(
+                    row.add(full_kb * KG),
+                    out.add(full_kb * r * KG),
+                    rest,
+                );
             }
         }
     }
 }
 
-// mn stride 1 (weights [k, mn], 1x1 convolutions' activations), K group 16: a block
-// of 16 k rows by 16 lanes is transposed through a 16x16 byte tile; ragged lanes
-// (pw % 16) and the last k block go byte by byte.
+// mn stride 1 (weights [k, mn], 1x1 convolutions' activations), K group 16: per block of
+// 16 k rows, 4 lanes at a time are gathered as 16 rows of 4 bytes and de-interleaved into
+// the 4 lanes' 16 k (one LD4 on aarch64); ragged lanes (pw % 4) and the last k block go
+// byte by byte.
 unsafe fn pack_i8k16_mn_contiguous(
     src: *const i8,
     ks: isize,
@@ -1643,45 +1650,68 @@ unsafe fn pack_i8k16_mn_contiguous(
     let pl = k.div_ceil(KG) * KG * r;
     let full_kb = k / KG;
     unsafe {
-        // Lanes in groups of 16 across panels: lane l of group g is mn index g*16 + l.
-        let full_groups = mn / 16;
-        for g in 0..full_groups {
+        for p in 0..mn.div_ceil(r) {
+            let pw = r.min(mn - p * r);
+            let panel = dst.add(p * pl);
+            let col = src.add(p * r);
             for kb in 0..full_kb {
-                let mut tile = [[0i8; 16]; 16];
-                for (kr, row) in tile.iter_mut().enumerate() {
-                    let s = src.offset((kb * KG + kr) as isize * ks).add(g * 16);
-                    std::ptr::copy_nonoverlapping(s, row.as_mut_ptr(), 16);
+                let rows = col.offset((kb * KG) as isize * ks);
+                let out = panel.add(kb * r * KG);
+                let mut lm = 0;
+                while lm + 4 <= pw {
+                    let mut gathered = [0i8; 64];
+                    for kr in 0..KG {
+                        let row = rows.offset(kr as isize * ks).add(lm);
+                        std::ptr::copy_nonoverlapping(row, gathered.as_mut_ptr().add(kr * 4), 4);
+                    }
+                    let lanes = deinterleave4x16(&gathered);
+                    std::ptr::copy_nonoverlapping(
+                        lanes.as_ptr().cast::<i8>(),
+                        out.add(lm * KG),
+                        64,
+                    );
+                    lm += 4;
                 }
-                let t = transpose16x16(&tile);
-                for (l, lane) in t.iter().enumerate() {
-                    let m = g * 16 + l;
-                    let (p, lm) = (m / r, m % r);
-                    let out = dst.add(p * pl + kb * r * KG + lm * KG);
-                    std::ptr::copy_nonoverlapping(lane.as_ptr(), out, KG);
+                for lm in lm..pw {
+                    for kr in 0..KG {
+                        *out.add(lm * KG + kr) = *rows.offset(kr as isize * ks).add(lm);
+                    }
                 }
             }
-        }
-        // What the tiles did not cover: the ragged lanes for every k, the last k block
-        // for every lane.
-        for kk in 0..k {
-            let in_tiles = kk < full_kb * KG;
-            let m0 = if in_tiles { full_groups * 16 } else { 0 };
-            let srow = src.offset(kk as isize * ks);
-            for m in m0..mn {
-                let (p, lm) = (m / r, m % r);
-                *dst.add(p * pl + (kk / KG) * r * KG + lm * KG + kk % KG) = *srow.add(m);
+            for kk in full_kb * KG..k {
+                let row = col.offset(kk as isize * ks);
+                let out = panel.add(full_kb * r * KG + kk % KG);
+                for lm in 0..pw {
+                    *out.add(lm * KG) = *row.add(lm);
+                }
             }
         }
     }
 }
 
-// out[l][kr] = tile[kr][l].
+// out[j][i] = t[4i + j]: 16 groups of 4 bytes into 4 runs of 16.
+#[cfg(target_arch = "aarch64")]
 #[inline(always)]
-fn transpose16x16(tile: &[[i8; 16]; 16]) -> [[i8; 16]; 16] {
-    let mut out = [[0i8; 16]; 16];
-    for (kr, row) in tile.iter().enumerate() {
-        for (l, &v) in row.iter().enumerate() {
-            out[l][kr] = v;
+fn deinterleave4x16(t: &[i8; 64]) -> [[i8; 16]; 4] {
+    use std::arch::aarch64::*;
+    let mut out = [[0i8; 16]; 4];
+    unsafe {
+        let v = vld4q_s8(t.as_ptr());
+        vst1q_s8(out[0].as_mut_ptr(), v.0);
+        vst1q_s8(out[1].as_mut_ptr(), v.1);
+        vst1q_s8(out[2].as_mut_ptr(), v.2);
+        vst1q_s8(out[3].as_mut_ptr(), v.3);
+    }
+    out
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+#[inline(always)]
+fn deinterleave4x16(t: &[i8; 64]) -> [[i8; 16]; 4] {
+    let mut out = [[0i8; 16]; 4];
+    for (i, group) in t.chunks_exact(4).enumerate() {
+        for (j, &b) in group.iter().enumerate() {
+            out[j][i] = b;
         }
     }
     out
@@ -2354,9 +2384,15 @@ mod test {
                     for is_a in [false, true] {
                         for pad in [0, 3] {
                             let (k_, mn_) = (k as isize, mn as isize);
-                            assert_eq!(i8kg_strided(k, mn, r, 16, is_a, mn_ + pad, 1), MnContiguous);
+                            assert_eq!(
+                                i8kg_strided(k, mn, r, 16, is_a, mn_ + pad, 1),
+                                MnContiguous
+                            );
                             let path = i8kg_strided(k, mn, r, 16, is_a, 1, k_ + pad);
-                            assert_eq!(path, if k_ + pad == 1 { MnContiguous } else { KContiguous });
+                            assert_eq!(
+                                path,
+                                if k_ + pad == 1 { MnContiguous } else { KContiguous }
+                            );
                             assert_eq!(i8kg_strided(k, mn, r, 16, is_a, 2 * mn_ + pad, 2), Generic);
                         }
                     }
