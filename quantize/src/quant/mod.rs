@@ -644,7 +644,11 @@ mod tests {
             .map(|i| {
                 let x = ((i * 7919) % 2001) as f32 / 1000.0 - 1.0;
                 // Column maxima on the negative side, and values a rounding error past them.
-                if i % n == i / n % n { -1.0 - 1e-7 * (i % 5) as f32 } else { x }
+                if i % n == i / n % n {
+                    -1.0 - 1e-7 * (i % 5) as f32
+                } else {
+                    x
+                }
             })
             .collect();
         let (q, _) = quantize_weight(&w, k, n);
