@@ -144,7 +144,8 @@ test-vendored:
     # The SMULL/SADALP kernel for cores without dot product (patch 0013), on one.
     (cd third_party/tract-linalg && CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER="qemu-aarch64 -cpu cortex-a72" \
         cargo test --release --lib --target aarch64-unknown-linux-musl -- sadalp i8k16)
-    (cd third_party/tract-linalg && cargo test --release --lib --target armv7-unknown-linux-gnueabihf -- i32_8x4)
+    # armv7: the VMLAL kernel (patch 0008) and the VPADAL one (patch 0013).
+    (cd third_party/tract-linalg && cargo test --release --lib --target armv7-unknown-linux-gnueabihf -- i32_8x4 sadalp i8k16)
     echo "test-vendored: $((SECONDS - s)) s"
 
 # ARM builds under QEMU: the board crates' tests per target, classify vs the host, each board profile at its CPU (kernel family, `run` vs the host), the vendored tract patches' tests.

@@ -113,7 +113,8 @@ pub enum Int8Kernel {
     Sadalp,
     /// aarch64 with dot product (Cortex-A76/A78): `SDOT`.
     Sdot,
-    /// 32-bit ARM with NEON.
+    /// 32-bit ARM with NEON: `VMULL.S8`/`VPADAL.S16` for int8 weights in [-127, 127] (the
+    /// `VMLAL` 8x4, `armv7neon_mmm_i32_8x4`, when they hold -128).
     Neon,
 }
 
@@ -124,7 +125,7 @@ impl Int8Kernel {
             Int8Kernel::Smlal => "arm64simd_mmm_i32_8x8",
             Int8Kernel::Sadalp => "arm64simd_mmm_i32_4x4_sadalp",
             Int8Kernel::Sdot => "arm64simd_mmm_i32_8x8_dot",
-            Int8Kernel::Neon => "armv7neon_mmm_i32_8x4",
+            Int8Kernel::Neon => "armv7neon_mmm_i32_4x2_sadalp",
         }
     }
 }

@@ -33,12 +33,20 @@ fn every_builtin_profile_parses_and_validates() {
 #[test]
 fn builtin_facts() {
     let kernel = |n: &str| load(n, &[]).unwrap().int8_kernel;
-    assert_eq!(kernel("pi4"), Int8Kernel::Smlal);
+    assert_eq!(kernel("pi4"), Int8Kernel::Sadalp);
     assert_eq!(kernel("pi5"), Int8Kernel::Sdot);
-    assert_eq!(kernel("pi-zero-2w"), Int8Kernel::Smlal);
-    assert_eq!(kernel("jetson-nano"), Int8Kernel::Smlal);
+    assert_eq!(kernel("pi-zero-2w"), Int8Kernel::Sadalp);
+    assert_eq!(kernel("jetson-nano"), Int8Kernel::Sadalp);
     assert_eq!(kernel("jetson-orin"), Int8Kernel::Sdot);
     assert_eq!(Int8Kernel::Sdot.tract_kernel(), "arm64simd_mmm_i32_8x8_dot");
+    assert_eq!(
+        Int8Kernel::Sadalp.tract_kernel(),
+        "arm64simd_mmm_i32_4x4_sadalp"
+    );
+    assert_eq!(
+        Int8Kernel::Neon.tract_kernel(),
+        "armv7neon_mmm_i32_4x2_sadalp"
+    );
     let pi4 = load("pi4", &[]).unwrap();
     assert_eq!((pi4.cpu.as_str(), pi4.cores), ("cortex-a72", 4));
     let g = pi4.gpio.unwrap();

@@ -81,7 +81,16 @@ fn preferred(
         (DatumType::F32, Some(1)) => neon_mmv_f32(suitable, query),
         (DatumType::F32, _) => neon_mmm_f32(suitable, query),
         (DatumType::I32, Some(1)) => Some(&armv7neon::armv7neon_mmm_i32_32x1.name.as_str()),
-        (DatumType::I32, _) => Some(&armv7neon::armv7neon_mmm_i32_8x4.name.as_str()),
+        (DatumType::I32, _) => {
+            // clip-edge patch: the VPADAL kernel when the query allows it (one operand
+            // without -128), the VMLAL 8x4 otherwise.
+            let sadalp = armv7neon::armv7neon_mmm_i32_4x2_sadalp.name.as_str();
+            if crate::mmm::suitable_named(suitable, sadalp).is_some() {
+                Some(sadalp)
+            } else {
+                Some(armv7neon::armv7neon_mmm_i32_8x4.name.as_str())
+            }
+        }
         _ => None,
     }
 }
