@@ -17,8 +17,8 @@
 # "ISA: aarch64,dotprod", "ISA: arm,neon"...). Prints the kernels that ran (QEMU -d in_asm
 # mapped through nm: tests/qemu/kernels.py) unless KERNELS=0; if an int8 arm64 kernel
 # ran, it must be the SDOT one (`*_i32_8x8_dot`) exactly when the ISA has dotprod.
-# With EXPECT_INT8=1 an int8 kernel family must have run (arm64 `*_i32_8x8*`, armv7
-# `armv7neon_mmm_i32_*`), and up to MAX_FLIPPED (default 1/3) of the images may differ
+# With EXPECT_INT8=1 an int8 kernel family must have run (arm64 `*_i32_8x8*` or the
+# SADALP `*_i32_4x4_sadalp`, armv7 `armv7neon_mmm_i32_*`), and up to MAX_FLIPPED (default 1/3) of the images may differ
 # from the host by an int8 rounding flip, within FLIP_TOL (default 2e-2) and with the
 # host's top-1 (tests/qemu/compare.py; boards/README.md#int8-on-arm-vs-the-host). Fails loudly on any mismatch. RUST_BACKTRACE is unset for the runs (with it, tract's
 # discarded load-time errors capture backtraces: ~1.5 G guest instructions on musl).
@@ -106,14 +106,14 @@ run() {
         rm -f $out/$name.in_asm
         # EXPECT_INT8=1: the bundle is int8, so tract's integer kernels must have run.
         if [[ ${EXPECT_INT8:-0} == 1 ]]; then
-            local family='mmm_i32_8x8'
+            local family='mmm_i32_(8x8|4x4_sadalp)'
             [[ $name == armv7* ]] && family='armv7neon_mmm_i32'
-            if ! grep -q "$family" $out/$name.kernels; then
+            if ! grep -qE "$family" $out/$name.kernels; then
                 echo "FAIL: $name: no int8 kernel ($family) ran"; fail=1
             fi
         fi
         # An int8 bundle must use SDOT exactly when the CPU has it.
-        if grep -q 'mmm_i32_8x8' $out/$name.kernels; then
+        if grep -qE 'arm64simd_mmm_i32_(8x8|4x4_sadalp)' $out/$name.kernels; then
             local dot=no want=no
             grep -q 'mmm_i32_8x8_dot' $out/$name.kernels && dot=yes
             [[ $isa == *dotprod* ]] && want=yes
