@@ -1,12 +1,15 @@
 //! Writing a bundle (format: clip-edge-bundle): the image encoder as NNEF (or the
-//! ONNX file as is), the label table, and the manifest with their hashes.
+//! ONNX file as is), the label table, the manifest with their hashes, and, with a
+//! secret key, the manifest's signature (`bundle.sig`); signing a bundle already
+//! written; making a key pair.
 
 use std::path::Path;
 
 use clip_edge_bundle::{
-    blake3_file, sha256_file, BundleError, LabelTable, LabelsSection, Manifest, ModelFamily,
-    ModelFormat, ModelSection, Precision, PreprocessConfig, ScoringSection, FORMAT_VERSION,
-    LABELS_FILE, MANIFEST_FILE, MODEL_FILE, MODEL_FILE_NNEF,
+    blake3_file, sha256_file, Bundle, BundleError, LabelTable, LabelsSection, Manifest,
+    ModelFamily, ModelFormat, ModelSection, Precision, PreprocessConfig, ScoringSection, SecretKey,
+    SignatureError, FORMAT_VERSION, LABELS_FILE, MANIFEST_FILE, MODEL_FILE, MODEL_FILE_NNEF,
+    SIGNATURE_FILE,
 };
 
 use crate::atomic_file::PendingFile;
@@ -43,6 +46,8 @@ pub struct BundleSpec<'a> {
     pub preprocess: PreprocessConfig,
     /// How cosines become probabilities.
     pub scoring: ScoringSection,
+    /// The key that signs the manifest (`bundle.sig`); `None`: an unsigned bundle.
+    pub signer: Option<&'a SecretKey>,
 }
 
 /// Writes a bundle into `dir` (created if needed) and returns its manifest.
@@ -84,10 +89,12 @@ pub fn write_bundle(dir: &Path, spec: &BundleSpec<'_>) -> Result<Manifest, Bundl
             write_nnef(spec.model, spec.preprocess.crop_size as usize, model.path())?
         }
     }
-    // From here on the old files are replaced: a stale manifest must not vouch for
-    // half-replaced files.
-    if manifest_dst.exists() {
-        std::fs::remove_file(&manifest_dst).map_err(io(&manifest_dst))?;
+    // From here on the old files are replaced: a stale manifest (or signature) must
+    // not vouch for half-replaced files.
+    for stale in [&manifest_dst, &dir.join(SIGNATURE_FILE)] {
+        if stale.exists() {
+            std::fs::remove_file(stale).map_err(io(stale))?;
+        }
     }
     model.commit().map_err(io(&model_dst))?;
     // A bundle rewritten in the other format must not keep the old model file.
@@ -121,10 +128,87 @@ pub fn write_bundle(dir: &Path, spec: &BundleSpec<'_>) -> Result<Manifest, Bundl
         preprocess: spec.preprocess,
         scoring: spec.scoring.clone(),
     };
+    let text = manifest.to_toml();
     let pending = PendingFile::new(&manifest_dst);
-    std::fs::write(pending.path(), manifest.to_toml()).map_err(io(pending.path()))?;
+    std::fs::write(pending.path(), &text).map_err(io(pending.path()))?;
     pending.commit().map_err(io(&manifest_dst))?;
+    // Last: interrupted before this, the bundle is whole but unsigned, which a board
+    // that trusts keys refuses.
+    if let Some(key) = spec.signer {
+        write_signature(dir, key, text.as_bytes())?;
+    }
     Ok(manifest)
+}
+
+/// Signs the bundle in `dir` with `key` (replacing any signature), after checking
+/// that it loads: its hashes, dimensions and label table agree with its manifest.
+pub fn sign_bundle(dir: &Path, key: &SecretKey) -> Result<Manifest, BundleError> {
+    let manifest_path = dir.join(MANIFEST_FILE);
+    // The bytes signed are the bytes checked: read before the check, so a manifest
+    // changed meanwhile no longer matches the signature.
+    let bytes = std::fs::read(&manifest_path).map_err(|source| BundleError::Io {
+        path: manifest_path.clone(),
+        source,
+    })?;
+    let bundle = Bundle::load(dir)?;
+    write_signature(dir, key, &bytes)?;
+    Ok(bundle.manifest)
+}
+
+fn write_signature(dir: &Path, key: &SecretKey, manifest: &[u8]) -> Result<(), BundleError> {
+    let path = dir.join(SIGNATURE_FILE);
+    let pending = PendingFile::new(&path);
+    let io = |source| BundleError::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::write(pending.path(), key.sign(manifest)).map_err(io)?;
+    pending.commit().map_err(io)
+}
+
+/// Makes a new key pair from the OS's random numbers: the secret key at `secret`
+/// (PEM, mode 0600) and the public key at `secret` + `.pub` (PEM). Refuses to
+/// overwrite either file: a lost secret key cannot sign for boards that trust it.
+pub fn write_key_pair(secret: &Path) -> Result<(SecretKey, std::path::PathBuf), SignatureError> {
+    use std::io::Write;
+    let public = secret.with_file_name(format!(
+        "{}.pub",
+        secret.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let key_io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SignatureError::KeyIo { path, source }
+    };
+    for path in [secret, public.as_path()] {
+        if path.exists() {
+            return Err(key_io(path)(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "already exists; keys are never overwritten",
+            )));
+        }
+    }
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| key_io(secret)(std::io::Error::other(e)))?;
+    let key = SecretKey::from_seed(&seed);
+    seed.fill(0);
+
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let written = options.open(secret).and_then(|mut f| {
+        f.write_all(key.secret_pem().as_bytes())
+            .and_then(|()| f.sync_all())
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(secret);
+        return Err(key_io(secret)(e));
+    }
+    if let Err(e) = std::fs::write(&public, key.public_pem()) {
+        let _ = std::fs::remove_file(secret);
+        return Err(key_io(&public)(e));
+    }
+    Ok((key, public))
 }
 
 #[cfg(test)]
@@ -155,6 +239,7 @@ mod tests {
             family: ModelFamily::Clip,
             preprocess: PreprocessConfig::default(),
             scoring: ScoringSection::softmax(100.0),
+            signer: None,
         };
         assert!(write_bundle(&dir, &spec).is_err());
         assert_eq!(std::fs::read(dir.join(MANIFEST_FILE)).unwrap(), before);

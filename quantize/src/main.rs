@@ -6,10 +6,14 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use clip_edge_bundle::{LabelTable, ModelFormat, Precision, ScoringRule, ScoringSection};
+use clip_edge_bundle::{
+    LabelTable, ModelFormat, Precision, ScoringRule, ScoringSection, SecretKey,
+};
 use clip_edge_core::encoder::ImageEncoder;
 use clip_edge_core::scoring::DEFAULT_LOGIT_SCALE;
-use clip_quantize::bundle_writer::{write_bundle, BundleSpec, BundleWriteError};
+use clip_quantize::bundle_writer::{
+    sign_bundle, write_bundle, write_key_pair, BundleSpec, BundleWriteError,
+};
 use clip_quantize::model_description::{describe, DescribeRequest, ModelDescription, Preset};
 use clip_quantize::nnef_export::NnefExportError;
 use clip_quantize::tower::{self, Tower};
@@ -74,6 +78,26 @@ enum Command {
     /// preprocessor_config.json or open_clip_config.json), --model-config, or
     /// --family; a model at 224x224 with none of them gets CLIP's.
     Bundle(BundleArgs),
+    /// Make a key pair for signing bundles: the secret key at --out (PEM, mode 0600)
+    /// and the public key at --out.pub (PEM), the file boards trust (`clip-edge
+    /// --trust`, or a board profile's `trusted_keys`). Keep the secret key off the
+    /// boards; existing files are never overwritten.
+    Keygen {
+        /// Path of the secret key; the public key goes beside it, with `.pub` added.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign a bundle with a secret key (writes bundle.sig, the ed25519 signature of
+    /// bundle.toml, whose hashes cover the other files). The bundle is checked first:
+    /// only a bundle that loads is signed.
+    Sign {
+        /// The bundle directory.
+        #[arg(long)]
+        bundle: PathBuf,
+        /// The secret key from `clip-quantize keygen`.
+        #[arg(long)]
+        key: PathBuf,
+    },
 }
 
 /// Arguments of `clip-quantize bundle`.
@@ -114,6 +138,10 @@ struct BundleArgs {
     /// the board loads it faster and with half the memory) or onnx (the file as is).
     #[arg(long, value_enum, default_value_t = FormatArg::Nnef)]
     format: FormatArg,
+    /// Sign the bundle with this secret key (from `clip-quantize keygen`), as
+    /// `clip-quantize sign` does.
+    #[arg(long, value_name = "KEY")]
+    sign: Option<PathBuf>,
 }
 
 /// How the image model wants its images (`bundle`, `quantize`, `eval`).
@@ -309,6 +337,8 @@ fn main() -> ExitCode {
         Command::Quantize(args) => cmd_quantize::run(&args),
         Command::Eval(args) => cmd_quantize::eval_cmd(&args),
         Command::Bundle(args) => bundle_cmd(&args),
+        Command::Keygen { out } => keygen_cmd(&out),
+        Command::Sign { bundle, key } => sign_cmd(&bundle, &key),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -319,8 +349,37 @@ fn main() -> ExitCode {
     }
 }
 
+fn keygen_cmd(out: &Path) -> Result<()> {
+    let (key, public) = write_key_pair(out)?;
+    eprintln!(
+        "wrote secret key {} and public key {} (fingerprint {})",
+        out.display(),
+        public.display(),
+        key.fingerprint()
+    );
+    Ok(())
+}
+
+fn sign_cmd(bundle: &Path, key: &Path) -> Result<()> {
+    let key = SecretKey::from_pem_file(key)?;
+    sign_bundle(bundle, &key)
+        .with_context(|| format!("cannot sign bundle {}", bundle.display()))?;
+    eprintln!(
+        "signed bundle {} with key {}",
+        bundle.display(),
+        key.fingerprint()
+    );
+    Ok(())
+}
+
 fn bundle_cmd(args: &BundleArgs) -> Result<()> {
     let (image_model, labels_path, out) = (&args.image_model, &args.labels, &args.out);
+    // Before the long work: a bad key fails at once.
+    let signer = args
+        .sign
+        .as_deref()
+        .map(SecretKey::from_pem_file)
+        .transpose()?;
     let format = match args.format {
         FormatArg::Nnef => ModelFormat::Nnef,
         FormatArg::Onnx => ModelFormat::Onnx,
@@ -361,6 +420,7 @@ fn bundle_cmd(args: &BundleArgs) -> Result<()> {
             family: description.family,
             preprocess,
             scoring: scoring.clone(),
+            signer: signer.as_ref(),
         },
     )
     .map_err(|e| match e {
@@ -401,7 +461,11 @@ fn bundle_cmd(args: &BundleArgs) -> Result<()> {
         );
     }
     eprintln!(
-        "wrote bundle {}: {} {} {} model at {size}x{size}, {} labels, dim {}, {} scoring",
+        "wrote {} bundle {}: {} {} {} model at {size}x{size}, {} labels, dim {}, {} scoring",
+        match &signer {
+            Some(key) => format!("signed ({})", key.fingerprint()),
+            None => "unsigned".to_string(),
+        },
         out.display(),
         manifest.model.family.name(),
         format!("{:?}", manifest.model.precision).to_lowercase(),

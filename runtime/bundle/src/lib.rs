@@ -7,6 +7,7 @@
 //!                       preprocessing, logit scale
 //!   model.nnef.tar      the image encoder (or model.onnx)
 //!   labels.safetensors  the label table
+//!   bundle.sig          optional: the ed25519 signature of bundle.toml
 //! ```
 //!
 //! A leaf crate: no tract, nothing board-specific. Reading checks everything that can
@@ -18,11 +19,13 @@
 //! | [`labels`] | the label table (`labels.safetensors`), deterministic bytes |
 //! | [`model_format`] | NNEF or ONNX, told apart by content |
 //! | [`preprocess_config`] | the `[preprocess]` section: resize, crop, mean, std |
+//! | [`signature`] | signed bundles: keys, signing, checking against trusted keys |
 
 pub mod labels;
 pub mod manifest;
 pub mod model_format;
 pub mod preprocess_config;
+pub mod signature;
 
 pub use labels::{LabelTable, LabelsError};
 pub use manifest::{
@@ -35,3 +38,4 @@ pub use preprocess_config::{
     CropOffset, Interpolation, InvalidPreprocessConfig, PreprocessConfig, ResizeMode, CLIP_MEAN,
     CLIP_STD,
 };
+pub use signature::{SecretKey, SignatureError, TrustedKey, TrustedKeys, SIGNATURE_FILE};

@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use crate::labels::{LabelTable, LabelsError};
 use crate::model_format::ModelFormat;
 use crate::preprocess_config::PreprocessConfig;
+use crate::signature::{SignatureError, TrustedKeys, SIGNATURE_FILE};
 
 /// File name of the manifest inside a bundle directory.
 pub const MANIFEST_FILE: &str = "bundle.toml";
@@ -39,8 +40,9 @@ pub const FORMAT_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BundleError {
-    /// A file of the bundle could not be read.
-    #[error("{path}: {source}")]
+    /// A file of the bundle could not be read (the cause is the source, printed by
+    /// `anyhow`'s `{:#}` or `clip_edge_core::ErrorChain`).
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -82,6 +84,9 @@ pub enum BundleError {
     /// The label table is unreadable or invalid.
     #[error(transparent)]
     Labels(#[from] LabelsError),
+    /// The bundle is unsigned, or no trusted key signed it (see [`crate::signature`]).
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
 }
 
 /// Coarse category of a [`BundleError`], for callers that branch on it.
@@ -96,6 +101,8 @@ pub enum BundleErrorKind {
     Mismatch,
     /// The label table is invalid.
     Labels,
+    /// The bundle is unsigned or signed by a key not trusted, or a key is unreadable.
+    Signature,
 }
 
 impl BundleError {
@@ -108,6 +115,7 @@ impl BundleError {
                 BundleErrorKind::Mismatch
             }
             BundleError::Labels(_) => BundleErrorKind::Labels,
+            BundleError::Signature(_) => BundleErrorKind::Signature,
         }
     }
 }
@@ -330,12 +338,28 @@ pub struct Bundle {
     pub manifest: Manifest,
     /// The label table.
     pub labels: LabelTable,
+    /// The trusted key that signed the manifest ([`Bundle::load_trusted`]), by name
+    /// and fingerprint; `None` when loaded without a trust list.
+    pub signed_by: Option<String>,
 }
 
 impl Bundle {
     /// Loads `dir/bundle.toml`, verifies both files' hashes and the label table
-    /// against the manifest.
+    /// against the manifest. A signature, if there is one, is not checked.
     pub fn load(dir: &Path) -> Result<Self, BundleError> {
+        Self::load_with(dir, None)
+    }
+
+    /// Like [`Bundle::load`], but first checks that one of `trusted` signed the exact
+    /// bytes of `bundle.toml` (`bundle.sig`): an unsigned bundle, another key, or any
+    /// file changed after signing is refused, and nothing but the manifest and the
+    /// signature is read before the signature verifies.
+    pub fn load_trusted(dir: &Path, trusted: &TrustedKeys) -> Result<Self, BundleError> {
+        Self::load_with(dir, Some(trusted))
+    }
+
+    /// [`Bundle::load_trusted`] with a trust list, [`Bundle::load`] without.
+    pub fn load_with(dir: &Path, trusted: Option<&TrustedKeys>) -> Result<Self, BundleError> {
         let manifest_path = dir.join(MANIFEST_FILE);
         if !dir.is_dir() {
             return Err(BundleError::Io {
@@ -346,9 +370,40 @@ impl Bundle {
                 ),
             });
         }
-        let text = std::fs::read_to_string(&manifest_path).map_err(|source| BundleError::Io {
+        // Read once: the bytes whose signature is checked are the bytes parsed.
+        let bytes = std::fs::read(&manifest_path).map_err(|source| BundleError::Io {
             path: manifest_path.clone(),
             source,
+        })?;
+        let signed_by = match trusted {
+            None => None,
+            Some(trusted) => {
+                let sig_path = dir.join(SIGNATURE_FILE);
+                let sig = std::fs::read(&sig_path).map_err(|source| {
+                    if source.kind() == std::io::ErrorKind::NotFound {
+                        BundleError::from(SignatureError::Unsigned {
+                            path: sig_path.clone(),
+                        })
+                    } else {
+                        BundleError::Io {
+                            path: sig_path.clone(),
+                            source,
+                        }
+                    }
+                })?;
+                let key = trusted.verify(&bytes, &manifest_path, &sig, &sig_path)?;
+                log::info!(
+                    "bundle {} signed by {} ({})",
+                    dir.display(),
+                    key.name,
+                    key.fingerprint()
+                );
+                Some(format!("{} {}", key.name, key.fingerprint()))
+            }
+        };
+        let text = String::from_utf8(bytes).map_err(|_| BundleError::Manifest {
+            path: manifest_path.clone(),
+            message: "not UTF-8 text".to_string(),
         })?;
         let manifest = Manifest::from_toml(&text, &manifest_path)?;
 
@@ -406,6 +461,7 @@ impl Bundle {
             dir: dir.to_path_buf(),
             manifest,
             labels,
+            signed_by,
         })
     }
 
@@ -502,6 +558,7 @@ fn verify_hash(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::signature::{SecretKey, TrustedKey};
 
     const MANIFEST: &str = r#"format_version = 1
 
@@ -656,6 +713,101 @@ logit_scale = 100.0
         let err = verify_hash(&file, HashKind::Blake3, sha, &manifest).unwrap_err();
         assert_eq!(err.kind(), BundleErrorKind::Mismatch);
         assert!(err.to_string().contains("blake3 is 6437b3"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A copy of the committed shapes bundle in a fresh directory.
+    fn shapes_copy(name: &str) -> PathBuf {
+        let shapes = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/shapes/bundle");
+        let dir = std::env::temp_dir().join(format!("clip-edge-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for file in [MANIFEST_FILE, LABELS_FILE, MODEL_FILE_NNEF] {
+            std::fs::copy(shapes.join(file), dir.join(file)).unwrap();
+        }
+        dir
+    }
+
+    fn sign(dir: &Path, key: &SecretKey) {
+        let manifest = std::fs::read(dir.join(MANIFEST_FILE)).unwrap();
+        std::fs::write(dir.join(SIGNATURE_FILE), key.sign(&manifest)).unwrap();
+    }
+
+    fn trust(key: &SecretKey) -> TrustedKeys {
+        let public = TrustedKey::from_pem(&key.public_pem(), Path::new("release.pub")).unwrap();
+        TrustedKeys::new(vec![public]).unwrap()
+    }
+
+    fn signature_error(result: Result<Bundle, BundleError>) -> SignatureError {
+        match result {
+            Err(BundleError::Signature(e)) => e,
+            other => panic!("expected a signature error, got {other:?}"),
+        }
+    }
+
+    /// Under a trust list: a bundle signed by a trusted key loads; unsigned, signed by
+    /// another key, or with any of its files changed after signing, it does not.
+    #[test]
+    fn only_bundles_signed_by_a_trusted_key_load() {
+        let (release, other) = (
+            SecretKey::from_seed(&[1; 32]),
+            SecretKey::from_seed(&[2; 32]),
+        );
+        let dir = shapes_copy("signed");
+        let trusted = trust(&release);
+
+        let unsigned = signature_error(Bundle::load_trusted(&dir, &trusted));
+        assert!(
+            matches!(unsigned, SignatureError::Unsigned { .. }),
+            "{unsigned}"
+        );
+        assert!(
+            Bundle::load(&dir).is_ok(),
+            "without a trust list, signatures are not needed"
+        );
+
+        sign(&dir, &other);
+        let err = signature_error(Bundle::load_trusted(&dir, &trusted));
+        assert!(matches!(err, SignatureError::Untrusted { .. }), "{err}");
+        assert!(err.to_string().contains(&release.fingerprint()), "{err}");
+
+        sign(&dir, &release);
+        let bundle = Bundle::load_trusted(&dir, &trusted).unwrap();
+        assert_eq!(
+            bundle.signed_by.as_deref(),
+            Some(format!("release.pub {}", release.fingerprint()).as_str())
+        );
+        assert_eq!(Bundle::load(&dir).unwrap().signed_by, None);
+
+        // The manifest edited after signing: one more label claimed.
+        let manifest = std::fs::read_to_string(dir.join(MANIFEST_FILE)).unwrap();
+        let count = bundle.manifest.labels.count;
+        let edited = manifest.replace(
+            &format!("count = {count}"),
+            &format!("count = {}", count + 1),
+        );
+        assert_ne!(edited, manifest);
+        std::fs::write(dir.join(MANIFEST_FILE), &edited).unwrap();
+        let err = signature_error(Bundle::load_trusted(&dir, &trusted));
+        assert!(matches!(err, SignatureError::Untrusted { .. }), "{err}");
+        std::fs::write(dir.join(MANIFEST_FILE), &manifest).unwrap();
+        Bundle::load_trusted(&dir, &trusted).unwrap();
+
+        // The model or the labels changed after signing: their signed hashes differ.
+        for file in [MODEL_FILE_NNEF, LABELS_FILE] {
+            let original = std::fs::read(dir.join(file)).unwrap();
+            let mut changed = original.clone();
+            let last = changed.len() - 1;
+            changed[last] ^= 1;
+            std::fs::write(dir.join(file), &changed).unwrap();
+            let err = Bundle::load_trusted(&dir, &trusted).unwrap_err();
+            assert!(
+                matches!(err, BundleError::HashMismatch { .. }),
+                "{file}: {err}"
+            );
+            std::fs::write(dir.join(file), &original).unwrap();
+        }
+        Bundle::load_trusted(&dir, &trusted).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::alloc_count::{is_counting, snapshot};
+use clip_edge_bundle::TrustedKeys;
 use clip_edge_core::classifier::{Classifier, ClassifyError};
 
 /// p50/p90/p99 of one stage, in milliseconds.
@@ -74,15 +75,17 @@ pub struct BenchReport {
 }
 
 /// Benchmarks `bundle` on `frame`, `frames` times after a first (cold) frame;
-/// `threads` is what [`clip_edge_core::encoder::set_threads`] was given, for the report.
+/// `threads` is what [`clip_edge_core::encoder::set_threads`] was given, for the report;
+/// with `trusted`, the bundle's signature is checked as part of loading.
 pub fn run(
     bundle: &Path,
+    trusted: Option<&TrustedKeys>,
     frame: &image::RgbImage,
     frames: usize,
     threads: usize,
 ) -> Result<BenchReport, ClassifyError> {
     let start = Instant::now();
-    let mut classifier = Classifier::load(bundle)?;
+    let mut classifier = Classifier::load_with(bundle, trusted)?;
     let load_ms = ms(start);
     classifier.classify(frame, 1)?;
     let first_result_ms = ms(start);
@@ -167,10 +170,11 @@ pub fn peak_rss_mb() -> Option<f64> {
 /// `(operator, ms per frame, calls per frame)`.
 pub fn profile(
     bundle: &Path,
+    trusted: Option<&TrustedKeys>,
     frame: &image::RgbImage,
     frames: usize,
 ) -> Result<Vec<(String, f64, usize)>, ClassifyError> {
-    let mut classifier = Classifier::load(bundle)?;
+    let mut classifier = Classifier::load_with(bundle, trusted)?;
     let input = classifier.preprocess(frame)?.to_vec();
     let mut acc = std::collections::BTreeMap::new();
     let frames = frames.max(1);

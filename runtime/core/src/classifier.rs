@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use clip_edge_bundle::{Bundle, BundleError, LabelTable};
+use clip_edge_bundle::{Bundle, BundleError, LabelTable, TrustedKeys};
 
 use crate::encoder::{EncoderError, ImageEncoder};
 use crate::preprocess::{PreprocessError, Preprocessor};
@@ -43,7 +43,13 @@ pub struct Classifier {
 impl Classifier {
     /// Loads and verifies the bundle in `dir` and builds the encoder plan.
     pub fn load(dir: &Path) -> Result<Self, ClassifyError> {
-        let bundle = Bundle::load(dir)?;
+        Self::load_with(dir, None)
+    }
+
+    /// Like [`Classifier::load`]; with `trusted`, the bundle must be signed by one of
+    /// those keys ([`Bundle::load_trusted`]), checked before the model is read.
+    pub fn load_with(dir: &Path, trusted: Option<&TrustedKeys>) -> Result<Self, ClassifyError> {
+        let bundle = Bundle::load_with(dir, trusted)?;
         let size = bundle.manifest.preprocess.crop_size as usize;
         let model_path = bundle.model_path();
         let encoder = ImageEncoder::load(&model_path, size)?;

@@ -169,6 +169,10 @@ pub struct BoardProfile {
     /// The GPIO header, if the board has one clip-edge knows.
     #[serde(default)]
     pub gpio: Option<GpioConfig>,
+    /// Public keys (PEM, absolute paths) of which one must have signed a bundle for it
+    /// to load (`--trust`); empty: any bundle whose hashes match loads.
+    #[serde(default)]
+    pub trusted_keys: Vec<PathBuf>,
     /// Where the profile came from: a file, or `built-in NAME`.
     #[serde(skip)]
     pub origin: String,
@@ -228,6 +232,12 @@ impl BoardProfile {
         }
         if self.camera.trim().is_empty() {
             return bad("camera is empty".to_string());
+        }
+        if let Some(key) = self.trusted_keys.iter().find(|k| !k.is_absolute()) {
+            return bad(format!(
+                "trusted_keys: {} is not an absolute path (a service's working directory is not the profile's)",
+                key.display()
+            ));
         }
         if let Some(g) = &self.gpio {
             if g.chip.as_os_str().is_empty() {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use clip_edge::json::{json_str, write_top_k};
-use clip_edge_bundle::PreprocessConfig;
+use clip_edge_bundle::{Bundle, PreprocessConfig, TrustedKeys};
 use clip_edge_core::image_io::load_rgb8;
 use clip_edge_core::preprocess::Preprocessor;
 use clip_edge_core::scoring::MAX_TOP_K;
@@ -47,6 +47,12 @@ struct Cli {
     /// one level up) and in the current directory before the built-in profiles.
     #[arg(long, global = true, value_name = "NAME|FILE")]
     board: Option<String>,
+    /// Load only bundles signed by this public key (PEM, from `clip-quantize keygen`):
+    /// an unsigned bundle, one signed by another key, or one with any file changed
+    /// after signing is refused before its model is read. Repeat to trust several keys.
+    /// Default: the board profile's `trusted_keys`, else any bundle whose hashes match.
+    #[arg(long, global = true, value_name = "PUBKEY")]
+    trust: Vec<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -162,24 +168,49 @@ fn main() -> ExitCode {
         eprintln!("error: {err}");
         return ExitCode::FAILURE;
     }
+    let key_files = match (&cli.trust[..], &board) {
+        ([], Some(profile)) => &profile.trusted_keys[..],
+        (keys, _) => keys,
+    };
+    let trusted = match key_files {
+        [] => None,
+        files => match TrustedKeys::from_pem_files(files) {
+            Ok(keys) => Some(keys),
+            Err(err) => {
+                eprintln!("error: {err}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let trusted = trusted.as_ref();
     let result = match cli.command {
-        Command::Demo { bundle, images } => demo(bundle, images),
+        Command::Demo { bundle, images } => demo(bundle, images, trusted),
         Command::Classify {
             bundle,
             top_k,
             json,
             images,
-        } => classify(&bundle, top_k as usize, json, &images),
-        Command::Preprocess { image, out, bundle } => preprocess(&image, &out, bundle.as_deref()),
-        Command::Embed { bundle, image, out } => embed(&bundle, &image, &out),
+        } => classify(&bundle, trusted, top_k as usize, json, &images),
+        Command::Preprocess { image, out, bundle } => {
+            preprocess(&image, &out, bundle.as_deref(), trusted)
+        }
+        Command::Embed { bundle, image, out } => embed(&bundle, trusted, &image, &out),
         Command::Bench {
             bundle,
             frames,
             image,
             json,
             profile,
-        } => bench(&bundle, frames, image.as_deref(), json, profile, threads),
-        Command::Run(args) => run_cmd::run(args, board.as_ref()),
+        } => bench(
+            &bundle,
+            trusted,
+            frames,
+            image.as_deref(),
+            json,
+            profile,
+            threads,
+        ),
+        Command::Run(args) => run_cmd::run(args, board.as_ref(), trusted),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -190,12 +221,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_classifier(bundle: &Path) -> Result<Classifier> {
-    Classifier::load(bundle).with_context(|| format!("cannot load bundle {}", bundle.display()))
+/// Loads a bundle, checking its signature against `trusted` if given.
+pub(crate) fn load_classifier(bundle: &Path, trusted: Option<&TrustedKeys>) -> Result<Classifier> {
+    Classifier::load_with(bundle, trusted)
+        .with_context(|| format!("cannot load bundle {}", bundle.display()))
 }
 
-fn classify(bundle: &Path, k: usize, json: bool, images: &[PathBuf]) -> Result<()> {
-    let mut classifier = load_classifier(bundle)?;
+fn classify(
+    bundle: &Path,
+    trusted: Option<&TrustedKeys>,
+    k: usize,
+    json: bool,
+    images: &[PathBuf],
+) -> Result<()> {
+    let mut classifier = load_classifier(bundle, trusted)?;
     let mut failures = 0usize;
     for path in images {
         match classify_one(&mut classifier, path, k) {
@@ -250,14 +289,18 @@ fn print_result(classifier: &Classifier, path: &Path, top: &TopK, json: bool) {
     }
 }
 
-fn demo(bundle: Option<PathBuf>, images: Option<PathBuf>) -> Result<()> {
+fn demo(
+    bundle: Option<PathBuf>,
+    images: Option<PathBuf>,
+    trusted: Option<&TrustedKeys>,
+) -> Result<()> {
     let shapes = Path::new(SHAPES_DIR);
     let shapes = shapes
         .canonicalize()
         .unwrap_or_else(|_| shapes.to_path_buf());
     let bundle = bundle.unwrap_or_else(|| shapes.join("bundle"));
     let images_dir = images.unwrap_or_else(|| shapes.join("samples"));
-    let mut classifier = load_classifier(&bundle)?;
+    let mut classifier = load_classifier(&bundle, trusted)?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(&images_dir)
         .with_context(|| format!("cannot list images in {}", images_dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -315,10 +358,15 @@ fn demo(bundle: Option<PathBuf>, images: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-fn preprocess(image: &Path, out: &Path, bundle: Option<&Path>) -> Result<()> {
+fn preprocess(
+    image: &Path,
+    out: &Path,
+    bundle: Option<&Path>,
+    trusted: Option<&TrustedKeys>,
+) -> Result<()> {
     let config = match bundle {
         Some(dir) => {
-            clip_edge_bundle::Bundle::load(dir)
+            Bundle::load_with(dir, trusted)
                 .with_context(|| format!("cannot load bundle {}", dir.display()))?
                 .manifest
                 .preprocess
@@ -336,8 +384,8 @@ fn preprocess(image: &Path, out: &Path, bundle: Option<&Path>) -> Result<()> {
         .with_context(|| format!("cannot write {}", out.display()))
 }
 
-fn embed(bundle: &Path, image: &Path, out: &Path) -> Result<()> {
-    let mut classifier = load_classifier(bundle)?;
+fn embed(bundle: &Path, trusted: Option<&TrustedKeys>, image: &Path, out: &Path) -> Result<()> {
+    let mut classifier = load_classifier(bundle, trusted)?;
     let rgb = load_rgb8(image)?;
     let embedding = classifier
         .embed(&rgb)
@@ -348,6 +396,7 @@ fn embed(bundle: &Path, image: &Path, out: &Path) -> Result<()> {
 
 fn bench(
     bundle: &Path,
+    trusted: Option<&TrustedKeys>,
     frames: usize,
     image: Option<&Path>,
     json: bool,
@@ -359,7 +408,7 @@ fn bench(
         None => clip_edge::bench::synthetic_frame(),
     };
     if profile {
-        let rows = clip_edge::bench::profile(bundle, &frame, frames)
+        let rows = clip_edge::bench::profile(bundle, trusted, &frame, frames)
             .with_context(|| format!("cannot profile bundle {}", bundle.display()))?;
         let total: f64 = rows.iter().map(|r| r.1).sum();
         println!(
@@ -375,7 +424,7 @@ fn bench(
         println!("{:<28} {total:>10.3}", "total");
         return Ok(());
     }
-    let r = clip_edge::bench::run(bundle, &frame, frames, threads)
+    let r = clip_edge::bench::run(bundle, trusted, &frame, frames, threads)
         .with_context(|| format!("cannot benchmark bundle {}", bundle.display()))?;
     if json {
         println!("{}", serde_json::to_string(&r)?);

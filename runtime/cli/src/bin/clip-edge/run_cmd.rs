@@ -196,7 +196,11 @@ impl Trigger for ButtonTrigger {
 }
 
 /// Runs `clip-edge run`.
-pub fn run(args: RunArgs, board: Option<&BoardProfile>) -> Result<()> {
+pub fn run(
+    args: RunArgs,
+    board: Option<&BoardProfile>,
+    trusted: Option<&clip_edge_bundle::TrustedKeys>,
+) -> Result<()> {
     let mut watchdog = WatchdogSink {
         watchdog: Watchdog::from_env(),
         ready: false,
@@ -217,8 +221,7 @@ pub fn run(args: RunArgs, board: Option<&BoardProfile>) -> Result<()> {
         .parse()
         .with_context(|| format!("bad --source {spec_text:?}"))?;
     let stop = stop_flag()?;
-    let mut classifier = clip_edge_core::Classifier::load(&args.bundle)
-        .with_context(|| format!("cannot load bundle {}", args.bundle.display()))?;
+    let mut classifier = crate::load_classifier(&args.bundle, trusted)?;
     clip_edge_device::gpio::check_labels(&args.on, classifier.labels().labels())?;
     let gpio_config = board.and_then(|b| b.gpio.as_ref());
     #[cfg(target_os = "linux")]
