@@ -140,6 +140,65 @@ fn missing_model_file() {
 }
 
 #[test]
+fn bundle_directory_that_is_a_symlink_loop() {
+    let dir = scratch("symlink-loop");
+    let looped = dir.join("bundle");
+    std::os::unix::fs::symlink(&looped, &looped).unwrap();
+    let out = classify(&looped, &sample());
+    assert_clean_failure(&out, &["bundle", "symbolic links"]);
+}
+
+#[test]
+fn bundle_path_that_is_a_file() {
+    let bundle = copy_bundle("bundle-is-a-file");
+    let out = classify(&bundle.join("bundle.toml"), &sample());
+    assert_clean_failure(&out, &["bundle.toml", "not a directory"]);
+}
+
+/// Replaces `file` of the bundle and records its new sha256 in the manifest, as an
+/// edit that keeps the hashes consistent would.
+fn replace_with_matching_hash(bundle: &Path, file: &str, bytes: &[u8]) {
+    use clip_edge_bundle::sha256_file;
+    let path = bundle.join(file);
+    let old = sha256_file(&path).unwrap();
+    std::fs::write(&path, bytes).unwrap();
+    let manifest = bundle.join("bundle.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    assert!(text.contains(&old), "{text}");
+    std::fs::write(&manifest, text.replace(&old, &sha256_file(&path).unwrap())).unwrap();
+}
+
+/// A label table whose embeddings hold NaN or infinity (hashes updated to match) is
+/// refused, naming the label, rather than scoring every frame NaN.
+#[test]
+fn label_embeddings_that_are_not_finite() {
+    for (name, bad) in [("nan", f32::NAN), ("inf", f32::INFINITY)] {
+        let bundle = copy_bundle(&format!("labels-{name}"));
+        let mut bytes = std::fs::read(bundle.join("labels.safetensors")).unwrap();
+        // safetensors: 8-byte header length, JSON header, then the data.
+        let data = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        bytes[data + 4..data + 8].copy_from_slice(&bad.to_le_bytes());
+        replace_with_matching_hash(&bundle, "labels.safetensors", &bytes);
+        let out = classify(&bundle, &sample());
+        assert_clean_failure(&out, &["labels.safetensors", &format!("holds {bad}")]);
+    }
+}
+
+/// The manifest edited to another embedding size, with a label table of that size:
+/// the files agree with each other, but the model outputs another size.
+#[test]
+fn model_whose_output_dimension_differs_from_the_edited_manifest() {
+    let bundle = copy_bundle("model-dim");
+    let other =
+        std::fs::read(shapes_dir().join("../fixtures/mobileclip-tiny/labels.safetensors")).unwrap();
+    replace_with_matching_hash(&bundle, "labels.safetensors", &other);
+    edit_manifest(&bundle, "embedding_dim", "32");
+    edit_manifest(&bundle, "count", "10");
+    let out = classify(&bundle, &sample());
+    assert_clean_failure(&out, &["model.nnef.tar", "dimension 64", "says 32"]);
+}
+
+#[test]
 fn file_that_is_not_an_image_is_reported_and_the_rest_still_classified() {
     let dir = scratch("not-an-image");
     let fake = dir.join("notes.png");

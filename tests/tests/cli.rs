@@ -126,7 +126,10 @@ fn help_explains_every_subcommand() {
             "clip-edge",
             &["demo", "classify", "preprocess", "embed"][..],
         ),
-        ("clip-quantize", &["tokenize", "labels", "bundle", "keygen", "sign"][..]),
+        (
+            "clip-quantize",
+            &["tokenize", "labels", "bundle", "keygen", "sign"][..],
+        ),
     ] {
         let out = run(bin, &["--help"]);
         assert!(out.status.success());

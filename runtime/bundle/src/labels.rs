@@ -198,6 +198,11 @@ impl LabelTable {
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
             .collect();
         for (label, row) in labels.iter().zip(embeddings.chunks_exact(dim)) {
+            if let Some(bad) = row.iter().find(|x| !x.is_finite()) {
+                return Err(invalid(format!(
+                    "embedding of label {label:?} holds {bad}: the table is corrupt (or the text encoder overflowed)"
+                )));
+            }
             let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
             if !norm.is_finite() || (norm - 1.0).abs() > NORM_TOLERANCE {
                 return Err(invalid(format!(

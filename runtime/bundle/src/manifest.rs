@@ -361,13 +361,24 @@ impl Bundle {
     /// [`Bundle::load_trusted`] with a trust list, [`Bundle::load`] without.
     pub fn load_with(dir: &Path, trusted: Option<&TrustedKeys>) -> Result<Self, BundleError> {
         let manifest_path = dir.join(MANIFEST_FILE);
-        if !dir.is_dir() {
+        // The OS's reason when there is one (a symlink loop, no permission), not only
+        // "not found".
+        let not_a_dir = match std::fs::metadata(dir) {
+            Ok(meta) if meta.is_dir() => None,
+            Ok(_) => Some(std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                "not a directory: a bundle is a directory holding bundle.toml",
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "bundle directory not found",
+            )),
+            Err(e) => Some(e),
+        };
+        if let Some(source) = not_a_dir {
             return Err(BundleError::Io {
                 path: dir.to_path_buf(),
-                source: std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "bundle directory not found",
-                ),
+                source,
             });
         }
         // Read once: the bytes whose signature is checked are the bytes parsed.
