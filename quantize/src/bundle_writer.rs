@@ -12,6 +12,7 @@ use clip_edge_bundle::{
     SIGNATURE_FILE,
 };
 
+use crate::atomic_dir::StagedDir;
 use crate::atomic_file::PendingFile;
 use crate::nnef_export::{write_nnef, NnefExportError};
 
@@ -52,8 +53,11 @@ pub struct BundleSpec<'a> {
 
 /// Writes a bundle into `dir` (created if needed) and returns its manifest.
 ///
-/// Each file is written under a temporary name and renamed into place, the manifest
-/// last, so an interrupted write never leaves a bundle that looks complete.
+/// The files are written into a hidden sibling directory, each flushed to disk, and
+/// that directory then takes the place of `dir` in one step ([`StagedDir`]): `dir`
+/// holds the old bundle or the new one, whole, whatever happens in between (an
+/// error, a full disk, a killed process, a power loss). Files in `dir` that are not
+/// the bundle's are kept.
 pub fn write_bundle(dir: &Path, spec: &BundleSpec<'_>) -> Result<Manifest, BundleWriteError> {
     if spec.labels.dim() != spec.embedding_dim {
         return Err(BundleWriteError::Bundle(BundleError::Mismatch {
@@ -65,56 +69,74 @@ pub fn write_bundle(dir: &Path, spec: &BundleSpec<'_>) -> Result<Manifest, Bundl
             ),
         }));
     }
+    let io = |source| {
+        BundleWriteError::from(BundleError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })
+    };
+    let staged = StagedDir::create(dir).map_err(io)?;
+    let manifest = write_bundle_files(staged.path(), dir, spec)?;
+    staged.carry_over(is_bundle_file).map_err(io)?;
+    staged.commit().map_err(io)?;
+    Ok(manifest)
+}
+
+/// Whether a file of a bundle directory is the bundle's own (replaced with it) rather
+/// than a user's (carried over), or a temporary file of an interrupted write.
+fn is_bundle_file(name: &str) -> bool {
+    [
+        MANIFEST_FILE,
+        MODEL_FILE,
+        MODEL_FILE_NNEF,
+        LABELS_FILE,
+        SIGNATURE_FILE,
+    ]
+    .contains(&name)
+        || (name.starts_with('.') && name.ends_with(".tmp"))
+}
+
+/// Writes the bundle's files into the empty directory `staging`; errors name them as
+/// they will be named in `dir`.
+fn write_bundle_files(
+    staging: &Path,
+    dir: &Path,
+    spec: &BundleSpec<'_>,
+) -> Result<Manifest, BundleWriteError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| BundleWriteError::from(BundleError::Io { path, source })
     };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
     let model_file = match spec.format {
         ModelFormat::Onnx => MODEL_FILE,
         ModelFormat::Nnef => MODEL_FILE_NNEF,
     };
-    let model_dst = dir.join(model_file);
-    let labels_dst = dir.join(LABELS_FILE);
-    let manifest_dst = dir.join(MANIFEST_FILE);
+    let (model_path, model_shown) = (staging.join(model_file), dir.join(model_file));
+    let (labels_path, labels_shown) = (staging.join(LABELS_FILE), dir.join(LABELS_FILE));
 
-    // The model first, under a temporary name: if it cannot be written, a bundle
-    // already in `dir` stays whole.
-    let model = PendingFile::new(&model_dst);
+    let mut model = PendingFile::create(&model_path).map_err(io(&model_shown))?;
     match spec.format {
-        ModelFormat::Onnx => std::fs::copy(spec.model, model.path())
+        ModelFormat::Onnx => std::fs::File::open(spec.model)
+            .and_then(|mut src| std::io::copy(&mut src, model.file()))
             .map(drop)
             .map_err(io(spec.model))?,
-        ModelFormat::Nnef => {
-            write_nnef(spec.model, spec.preprocess.crop_size as usize, model.path())?
-        }
+        ModelFormat::Nnef => write_nnef(
+            spec.model,
+            spec.preprocess.crop_size as usize,
+            model.file(),
+            &model_shown,
+        )?,
     }
-    // From here on the old files are replaced: a stale manifest (or signature) must
-    // not vouch for half-replaced files.
-    for stale in [&manifest_dst, &dir.join(SIGNATURE_FILE)] {
-        if stale.exists() {
-            std::fs::remove_file(stale).map_err(io(stale))?;
-        }
-    }
-    model.commit().map_err(io(&model_dst))?;
-    // A bundle rewritten in the other format must not keep the old model file.
-    for stale in [MODEL_FILE, MODEL_FILE_NNEF] {
-        let path = dir.join(stale);
-        if stale != model_file && path.exists() {
-            std::fs::remove_file(&path).map_err(io(&path))?;
-        }
-    }
-
-    let labels = PendingFile::new(&labels_dst);
-    spec.labels.save(labels.path()).map_err(BundleError::from)?;
-    labels.commit().map_err(io(&labels_dst))?;
+    model.commit().map_err(io(&model_shown))?;
+    let bytes = spec.labels.to_bytes().map_err(BundleError::from)?;
+    write_file(&labels_path, &labels_shown, &bytes)?;
 
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
         model: ModelSection {
             file: model_file.to_string(),
-            sha256: sha256_file(&model_dst).map_err(io(&model_dst))?,
-            blake3: Some(blake3_file(&model_dst).map_err(io(&model_dst))?),
+            sha256: sha256_file(&model_path).map_err(io(&model_shown))?,
+            blake3: Some(blake3_file(&model_path).map_err(io(&model_shown))?),
             format: spec.format,
             precision: spec.precision,
             embedding_dim: spec.embedding_dim,
@@ -122,20 +144,25 @@ pub fn write_bundle(dir: &Path, spec: &BundleSpec<'_>) -> Result<Manifest, Bundl
         },
         labels: LabelsSection {
             file: LABELS_FILE.to_string(),
-            sha256: sha256_file(&labels_dst).map_err(io(&labels_dst))?,
+            sha256: sha256_file(&labels_path).map_err(io(&labels_shown))?,
             count: spec.labels.len(),
         },
         preprocess: spec.preprocess,
         scoring: spec.scoring.clone(),
     };
     let text = manifest.to_toml();
-    let pending = PendingFile::new(&manifest_dst);
-    std::fs::write(pending.path(), &text).map_err(io(pending.path()))?;
-    pending.commit().map_err(io(&manifest_dst))?;
-    // Last: interrupted before this, the bundle is whole but unsigned, which a board
-    // that trusts keys refuses.
+    write_file(
+        &staging.join(MANIFEST_FILE),
+        &dir.join(MANIFEST_FILE),
+        text.as_bytes(),
+    )?;
     if let Some(key) = spec.signer {
-        write_signature(dir, key, text.as_bytes())?;
+        let sig = key.sign(text.as_bytes());
+        write_file(
+            &staging.join(SIGNATURE_FILE),
+            &dir.join(SIGNATURE_FILE),
+            &sig,
+        )?;
     }
     Ok(manifest)
 }
@@ -157,13 +184,19 @@ pub fn sign_bundle(dir: &Path, key: &SecretKey) -> Result<Manifest, BundleError>
 
 fn write_signature(dir: &Path, key: &SecretKey, manifest: &[u8]) -> Result<(), BundleError> {
     let path = dir.join(SIGNATURE_FILE);
-    let pending = PendingFile::new(&path);
-    let io = |source| BundleError::Io {
-        path: path.clone(),
-        source,
-    };
-    std::fs::write(pending.path(), key.sign(manifest)).map_err(io)?;
-    pending.commit().map_err(io)
+    write_file(&path, &path, &key.sign(manifest))
+}
+
+/// Replaces `path` with `bytes`, whole or not at all ([`PendingFile`]); `shown` names
+/// it in errors.
+fn write_file(path: &Path, shown: &Path, bytes: &[u8]) -> Result<(), BundleError> {
+    use std::io::Write;
+    crate::atomic_file::write_atomically(path, |file| file.write_all(bytes)).map_err(|source| {
+        BundleError::Io {
+            path: shown.to_path_buf(),
+            source,
+        }
+    })
 }
 
 /// Makes a new key pair from the OS's random numbers: the secret key at `secret`
@@ -244,7 +277,12 @@ mod tests {
         assert!(write_bundle(&dir, &spec).is_err());
         assert_eq!(std::fs::read(dir.join(MANIFEST_FILE)).unwrap(), before);
         Bundle::load(&dir).unwrap();
-        assert!(!dir.join(format!(".{MODEL_FILE}.tmp")).exists());
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, [MANIFEST_FILE, LABELS_FILE, MODEL_FILE_NNEF]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -199,7 +199,7 @@ pub(crate) fn labels(args: &LabelsArgs) -> Result<()> {
         }
     );
     let table = LabelTable::new(labels, templates, text_sha, rows)?;
-    write_atomically(out, |tmp| Ok(table.save(tmp)?))?;
+    write_atomically(out, &table.to_bytes()?)?;
     eprintln!(
         "wrote {}: {} labels x {} dims, {} template(s)",
         out.display(),

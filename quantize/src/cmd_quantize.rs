@@ -195,7 +195,7 @@ pub fn run(args: &QuantizeArgs) -> Result<()> {
     // The written model must load in tract as the runtime will load it.
     let mut candidate = ImageEncoder::from_onnx_bytes(&bytes, out, size)
         .context("the int8 model does not load in tract (please report this)")?;
-    crate::write_atomically(out, |tmp| Ok(std::fs::write(tmp, &bytes)?))?;
+    crate::write_atomically(out, &bytes)?;
 
     let eval = match reference.as_mut() {
         Some(reference) => {

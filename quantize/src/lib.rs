@@ -21,10 +21,12 @@
 //! | [`nnef_export`] | the image encoder as the NNEF tar a bundle carries |
 //! | [`bundle_writer`] | writing a bundle: model, label table, manifest |
 //! | [`atomic_file`] | files replaced whole or not at all |
+//! | [`atomic_dir`] | directories (bundles) replaced whole or not at all |
 //!
 //! The bundle format itself is the `clip-edge-bundle` crate, which the board reads
 //! with; this crate only writes it.
 
+pub mod atomic_dir;
 pub mod atomic_file;
 pub mod bundle_writer;
 pub mod calibrate;

@@ -547,9 +547,10 @@ fn detect_precision(model: &Path) -> Result<Precision> {
     })
 }
 
-/// Writes `out` whole or not at all ([`clip_quantize::atomic_file`]).
-pub(crate) fn write_atomically(out: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    clip_quantize::atomic_file::write_atomically(out, write)
+/// Writes `bytes` to `out`, whole or not at all ([`clip_quantize::atomic_file`]).
+pub(crate) fn write_atomically(out: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    clip_quantize::atomic_file::write_atomically(out, |file| file.write_all(bytes))
         .with_context(|| format!("cannot write {}", out.display()))
 }
 

@@ -48,7 +48,14 @@ pub enum NnefExportError {
 /// Writes the ONNX image encoder at `onnx` as the NNEF tar a bundle carries: typed
 /// and decluttered for a `[1, 3, image_size, image_size]` input. The
 /// CPU-specific optimisation (kernel choice, weight packing) is left to the board.
-pub fn write_nnef(onnx: &Path, image_size: usize, out: &Path) -> Result<(), NnefExportError> {
+/// The tar goes to `out`, which is named `out_path` in errors (an unnamed file
+/// becoming `out_path`: [`crate::atomic_file::PendingFile`]).
+pub fn write_nnef(
+    onnx: &Path,
+    image_size: usize,
+    out: &mut std::fs::File,
+    out_path: &Path,
+) -> Result<(), NnefExportError> {
     let bytes = std::fs::read(onnx).map_err(|source| EncoderError::Io {
         path: onnx.to_path_buf(),
         source,
@@ -66,12 +73,7 @@ pub fn write_nnef(onnx: &Path, image_size: usize, out: &Path) -> Result<(), Nnef
     // Weight-only int8 models: tract folds the small weights' int8 → f32 casts here
     // (stored as f32); the large ones stay int8 and are widened at load.
     let typed = typed.into_decluttered().map_err(load_err)?;
-    let written = write_typed_nnef(typed, onnx, out);
-    if written.is_err() {
-        // Best effort: the caller gets the write error, not a leftover half file.
-        let _ = std::fs::remove_file(out);
-    }
-    written
+    write_typed_nnef(typed, onnx, out, out_path)
 }
 
 /// Writes a decluttered model as an NNEF tar (see [`write_nnef`]); `source` names
@@ -79,6 +81,7 @@ pub fn write_nnef(onnx: &Path, image_size: usize, out: &Path) -> Result<(), Nnef
 fn write_typed_nnef(
     mut typed: TypedModel,
     source: &Path,
+    file: &mut std::fs::File,
     out: &Path,
 ) -> Result<(), NnefExportError> {
     // Short node names: tract's NNEF parser's cost grows with the bytes of
@@ -92,10 +95,6 @@ fn write_typed_nnef(
             typed.node_mut(id).name = format!("n{id}");
         }
     }
-    let file = std::fs::File::create(out).map_err(|source| NnefExportError::Io {
-        path: out.to_path_buf(),
-        source,
-    })?;
     let writer = std::io::BufWriter::new(file);
     // Deterministic: the same model gives the same bytes (and bundle hash).
     let writer = match nnef().write_to_tar_with_config(&typed, writer, false, true) {
@@ -120,8 +119,8 @@ fn write_typed_nnef(
     };
     writer
         .into_inner()
+        .map(drop)
         .map_err(|e| e.into_error())
-        .and_then(|f| f.sync_all())
         .map_err(|source| NnefExportError::Io {
             path: out.to_path_buf(),
             source,
@@ -178,7 +177,8 @@ mod tests {
     /// Writes a one-op model as NNEF and reads it back.
     fn round_trip(name: &str, model: TypedModel) -> TypedModel {
         let out = scratch_file(name);
-        write_typed_nnef(model, Path::new("gelu.onnx"), &out).unwrap();
+        let mut file = std::fs::File::create(&out).unwrap();
+        write_typed_nnef(model, Path::new("gelu.onnx"), &mut file, &out).unwrap();
         nnef()
             .model_for_read(&mut std::fs::File::open(&out).unwrap())
             .unwrap()
@@ -218,7 +218,8 @@ mod tests {
     fn unwritable_operator_is_named_with_its_node() {
         let out = scratch_file("unwritable.nnef.tar");
         let model = one_op_model("/visual/blocks.3/odd", Unwritable);
-        let err = write_typed_nnef(model, Path::new("visual.onnx"), &out).unwrap_err();
+        let mut file = std::fs::File::create(&out).unwrap();
+        let err = write_typed_nnef(model, Path::new("visual.onnx"), &mut file, &out).unwrap_err();
         let text = ErrorChain(&err).to_string();
         assert!(
             matches!(err, NnefExportError::Unsupported { .. }),
