@@ -189,6 +189,8 @@ test-qemu BUNDLE="" *IMAGES: build cross test-vendored
             --labels $hub/labels.safetensors --out $hub/bundle
         EXPECT_INT8=1 tests/qemu/e2e.sh $hub/bundle models/shapes/samples/*.png
         tests/qemu/boards.sh
+        # Safe updates: `clip-edge bundle install|rollback` on each ARM build.
+        tests/qemu/bundle_store.sh
     fi
 
 # Guest instructions per frame and for loading under QEMU (CPU: cortex-a72, cortex-a76, cortex-a15).

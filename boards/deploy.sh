@@ -139,19 +139,45 @@ cat >"$stage/install.sh" <<'EOF'
 #!/bin/sh
 # Installs the staged clip-edge files (this directory) and starts the service. Run on
 # the board as root: `sudo sh install.sh`. `sh install.sh ROOT` only copies the files
-# under ROOT (for checking; no systemctl, groups or udev).
+# under ROOT (for checking: no systemctl, groups or udev, and the bundle is copied,
+# not verified, as the binary may be for another CPU).
+#
+# On the board nothing is left half-done (boards/README.md, "Safe updates"): the new
+# bundle goes beside the current one and is verified by the new binary (the board
+# profile's trusted_keys, hashes, one frame) before /opt/clip-edge/bundle is switched
+# to it in one rename; every other file is replaced by a rename; if the service then
+# does not start (READY=1 comes after the first frame), the previous bundle and
+# binary are put back.
 set -eu
 src=$(cd "$(dirname "$0")" && pwd)
 root=${1:-}
 board=$(sed -n 's/^CLIP_EDGE_BOARD=//p' "$src/etc/clip-edge/clip-edge.env")
+opt=$root/opt/clip-edge
+new_bin=$src/opt/clip-edge/bin/clip-edge
 
-# /opt/clip-edge is replaced whole (an old bundle's files do not linger).
-mkdir -p "$root/opt"
-rm -rf "$root/opt/clip-edge.new"
-cp -R "$src/opt/clip-edge" "$root/opt/clip-edge.new"
-rm -rf "$root/opt/clip-edge"
-mv "$root/opt/clip-edge.new" "$root/opt/clip-edge"
-chmod -R go-w,a+rX "$root/opt/clip-edge"
+# A file replaced by a rename: a power loss leaves the old file or the new one.
+replace() { # SRC DST MODE
+    cp "$1" "$2.new" && chmod "$3" "$2.new" && mv -f "$2.new" "$2"
+}
+
+mkdir -p "$opt/bin" "$opt/boards"
+if [ -z "$root" ]; then
+    "$new_bin" --board "$board" bundle install "$src/opt/clip-edge/bundle" --root "$opt"
+else
+    rm -rf "$opt/.bundle.new"
+    cp -R "$src/opt/clip-edge/bundle" "$opt/.bundle.new"
+    rm -rf "$opt/bundle"
+    mv "$opt/.bundle.new" "$opt/bundle"
+fi
+# The binary now running stays, for a rollback.
+if [ -e "$opt/bin/clip-edge" ]; then
+    replace "$opt/bin/clip-edge" "$opt/bin/clip-edge.previous" 0755
+fi
+replace "$new_bin" "$opt/bin/clip-edge" 0755
+for f in "$src/opt/clip-edge/boards/"*.toml; do
+    replace "$f" "$opt/boards/$(basename "$f")" 0644
+done
+replace "$src/opt/clip-edge/README.md" "$opt/README.md" 0644
 
 mkdir -p "$root/etc/systemd/system" "$root/etc/udev/rules.d" "$root/etc/clip-edge"
 cp "$src/etc/systemd/system/clip-edge.service" "$root/etc/systemd/system/"
@@ -178,7 +204,15 @@ udevadm control --reload-rules && udevadm trigger --subsystem-match=gpio || true
 systemctl daemon-reload
 systemctl enable clip-edge
 # restart, not `enable --now`: a running service must pick up the new binary.
-systemctl restart clip-edge
+if ! systemctl restart clip-edge; then
+    echo "install: clip-edge did not start with the new bundle; rolling back (journalctl -u clip-edge says why)" >&2
+    if [ -e "$opt/bin/clip-edge.previous" ]; then
+        replace "$opt/bin/clip-edge.previous" "$opt/bin/clip-edge" 0755
+    fi
+    "$opt/bin/clip-edge" bundle rollback --root "$opt" || true
+    systemctl restart clip-edge || true
+    exit 1
+fi
 echo "install: clip-edge.service enabled and started"
 EOF
 chmod 0755 "$stage/install.sh"

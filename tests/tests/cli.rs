@@ -124,7 +124,7 @@ fn help_explains_every_subcommand() {
     for (bin, subs) in [
         (
             "clip-edge",
-            &["demo", "classify", "preprocess", "embed"][..],
+            &["demo", "classify", "preprocess", "embed", "bundle"][..],
         ),
         (
             "clip-quantize",

@@ -14,6 +14,7 @@ use clip_edge_core::preprocess::Preprocessor;
 use clip_edge_core::scoring::MAX_TOP_K;
 use clip_edge_core::{Classifier, TopK};
 
+mod bundle_cmd;
 mod run_cmd;
 
 /// Counts heap allocations, for `bench`'s allocations-per-frame figures.
@@ -107,6 +108,10 @@ enum Command {
     /// (seen) or stops being stable (lost); SIGINT/SIGTERM finish the current frame
     /// and exit 0.
     Run(run_cmd::RunArgs),
+    /// Install, roll back or list the bundles of a deployed board (ROOT/bundle, the
+    /// bundle the service runs, is switched atomically).
+    #[command(subcommand)]
+    Bundle(bundle_cmd::BundleCmd),
     /// Write the model input of an image ([1,3,224,224] f32, CLIP preprocessing) as .npy.
     Preprocess {
         /// The image file.
@@ -211,6 +216,7 @@ fn main() -> ExitCode {
             threads,
         ),
         Command::Run(args) => run_cmd::run(args, board.as_ref(), trusted),
+        Command::Bundle(cmd) => bundle_cmd::run(cmd, trusted),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
