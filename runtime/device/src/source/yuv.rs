@@ -82,6 +82,20 @@ fn check(
     Ok(())
 }
 
+/// A frame of no pixels (a driver that reports 0x0) is an error, not a panic.
+fn not_empty(what: &'static str, width: usize, height: usize) -> Result<(), YuvSizeError> {
+    if width == 0 || height == 0 {
+        return Err(YuvSizeError {
+            what,
+            expected: 1,
+            actual: 0,
+            width,
+            height,
+        });
+    }
+    Ok(())
+}
+
 /// Converts a YUYV (Y0 U Y1 V per pixel pair) frame to packed RGB8.
 ///
 /// `stride` is the bytes per source row (at least `2 * width`; V4L2's
@@ -93,6 +107,7 @@ pub fn yuyv_to_rgb(
     height: usize,
     dst: &mut [u8],
 ) -> Result<(), YuvSizeError> {
+    not_empty("YUYV frame (no pixels)", width, height)?;
     let row = width * 2;
     check("YUYV row stride", stride, row, width, height)?;
     if !width.is_multiple_of(2) {
@@ -132,6 +147,7 @@ pub fn i420_to_rgb(
     height: usize,
     dst: &mut [u8],
 ) -> Result<(), YuvSizeError> {
+    not_empty("I420 frame (no pixels)", width, height)?;
     if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
         return Err(YuvSizeError {
             what: "I420 size (width and height must be even)",
@@ -216,6 +232,17 @@ mod tests {
         }
         // Only values within rounding distance of .5 may differ.
         assert!(off_by_one < 200, "{off_by_one} components off by one");
+    }
+
+    /// Found by the fuzz smoke (raw_frames): a 0-pixel-wide YUYV frame panicked in
+    /// `chunks_exact_mut(0)`.
+    #[test]
+    fn frames_without_pixels_are_errors() {
+        let mut dst = [];
+        let e = yuyv_to_rgb(&[0; 16], 0, 0, 2, &mut dst).unwrap_err();
+        assert_eq!((e.width, e.height), (0, 2));
+        assert!(i420_to_rgb(&[0; 16], 2, 0, &mut dst).is_err());
+        assert!(yuyv_to_rgb(&[], 0, 0, 0, &mut dst).is_err());
     }
 
     #[test]
