@@ -57,6 +57,29 @@ board_feature_args := "--no-default-features" + if board_features == "" { "" } e
 # 1 MB above their size today (docs/perf.md#binary-size).
 size_budget_mb := "aarch64-unknown-linux-musl=18.7 aarch64-unknown-linux-gnu=19.6 armv7-unknown-linux-gnueabihf=16.7"
 
+# Not in CI: needs `cargo install cargo-afl`. An earlier run of the target is continued
+# (its totals carry over); findings go to target/fuzz/TARGET/default/{crashes,hangs}.
+# Fuzz one target of fuzz/src/lib.rs with AFL++ for EXECS runs or SECONDS; fails on a crash or hang.
+fuzz TARGET EXECS="10000000" SECONDS="3600":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    (cd fuzz/afl && CARGO_TARGET_DIR=$PWD/../../target/afl cargo afl build --release)
+    seeds=fuzz/corpus/{{TARGET}}
+    if [[ "{{TARGET}}" == nnef ]]; then
+        seeds=target/fuzz/seeds/nnef
+        mkdir -p $seeds && cp fuzz/corpus/nnef/* $seeds/
+        CLIP_EDGE_FUZZ_SEEDS_OUT=$PWD/$seeds cargo test --release -p clip-edge-fuzz --test smoke nnef
+    fi
+    mkdir -p target/fuzz
+    AFL_SKIP_CPUFREQ=1 AFL_NO_UI=1 AFL_AUTORESUME=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
+        cargo afl fuzz -E {{EXECS}} -V {{SECONDS}} -i $seeds -o target/fuzz/{{TARGET}} \
+        -- target/afl/release/fuzz_target {{TARGET}} >target/fuzz/{{TARGET}}.log 2>&1 || true
+    stats=target/fuzz/{{TARGET}}/default/fuzzer_stats
+    grep -E '^(run_time|execs_done|execs_per_sec|corpus_count|saved_crashes|saved_hangs|stability) ' $stats
+    if [[ $(grep -cE '^saved_(crashes|hangs) +: 0$' $stats) != 2 ]]; then
+        echo "fuzz {{TARGET}}: crashes or hangs in target/fuzz/{{TARGET}}/default" >&2; exit 1
+    fi
+
 # Cross-build clip-edge for the ARM boards, or only TARGETS (needs `just setup`); prints binary sizes.
 cross *TARGETS:
     #!/usr/bin/env bash

@@ -8,11 +8,42 @@
 //! and deterministic mutations of it in `cargo test` (CI); the long coverage-guided runs
 //! are a recipe outside CI (fuzz/README.md).
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use clip_edge_bundle::{LabelTable, Manifest, TrustedKey, TrustedKeys};
 use clip_edge_device::source::{FrameSource, MjpegStream, RawFormat, RawStream};
+
+/// No input may make a target ask for more than this in one allocation.
+pub const ALLOC_CAP: usize = 256 << 20;
+
+/// The global allocator of every fuzz engine (`#[global_allocator]`): the system's,
+/// refusing any single request over [`ALLOC_CAP`], which makes Rust abort with
+/// "memory allocation of N bytes failed", a crash to the engine.
+pub struct CappedAllocator;
+
+// SAFETY: forwards to the system allocator, refusing (null) requests over the cap.
+unsafe impl GlobalAlloc for CappedAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.size() > ALLOC_CAP {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the caller's layout, passed on.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: allocated by System with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if new_size > ALLOC_CAP {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: as in alloc.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
 
 /// A fuzz target: arbitrary bytes in, a panic on a bug.
 pub type Target = fn(&[u8]);

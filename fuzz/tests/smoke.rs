@@ -2,44 +2,15 @@
 //! mutations of each seed (bit flips, byte changes, truncations, insertions, splices
 //! of two seeds). It has no coverage feedback, so it finds what is near the seeds;
 //! the long coverage-guided runs are fuzz/README.md's recipe. An allocation of more
-//! than [`ALLOC_CAP`] bytes aborts the run, as a crash does.
+//! than [`clip_edge_fuzz::ALLOC_CAP`] bytes aborts the run, as a crash does.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
-
-/// No input may make a target ask for more than this in one allocation.
-const ALLOC_CAP: usize = 256 << 20;
 
 /// Mutations per seed.
 const MUTATIONS: usize = 300;
 
-struct CappedAllocator;
-
-// SAFETY: forwards to the system allocator, refusing (null) requests over the cap,
-// which makes Rust abort with "memory allocation of N bytes failed".
-unsafe impl GlobalAlloc for CappedAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() > ALLOC_CAP {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: the caller's layout, passed on.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: allocated by System with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size > ALLOC_CAP {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: as in alloc.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static ALLOCATOR: CappedAllocator = CappedAllocator;
+static ALLOCATOR: clip_edge_fuzz::CappedAllocator = clip_edge_fuzz::CappedAllocator;
 
 /// xorshift64*: the same mutations on every run.
 struct Rng(u64);
@@ -112,11 +83,13 @@ fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
         .collect();
     seeds.sort();
     if target == "nnef" {
-        seeds.push((PathBuf::from("tiny_encoder.nnef.tar"), tiny_nnef()));
-        seeds.push((
-            PathBuf::from("tiny_encoder.onnx"),
-            std::fs::read(seed_onnx()).unwrap(),
-        ));
+        let nnef = tiny_nnef();
+        // `just fuzz nnef` gives AFL++ this generated seed too.
+        if let Some(dir) = std::env::var_os("CLIP_EDGE_FUZZ_SEEDS_OUT") {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(Path::new(&dir).join("tiny_encoder.nnef.tar"), &nnef).unwrap();
+        }
+        seeds.push((PathBuf::from("tiny_encoder.nnef.tar"), nnef));
     }
     assert!(!seeds.is_empty(), "no seeds for {target}");
     seeds

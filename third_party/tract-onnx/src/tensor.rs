@@ -190,7 +190,9 @@ fn create_tensor(shape: Vec<usize>, dt: DatumType, data: &[u8]) -> TractResult<T
                 .into_plain_array::<u8>()?
                 .mapv(|x| x != 0)
                 .into()),
-            _ => unimplemented!("FIXME, raw tensor loading"),
+            // clip-edge patch: a type tract cannot load from raw bytes is an error, not a
+            // panic (found by clip-edge's fuzzing of the model files it loads).
+            _ => bail!("Raw tensor data of type {dt:?} is not supported"),
         }
     }
 }

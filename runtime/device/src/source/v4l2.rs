@@ -11,6 +11,13 @@
 //! range), MJPEG decoded with [`super::decode_jpeg_into`], both straight from the
 //! mapped buffer into the frame.
 //!
+//! Frames of another size than negotiated: a YUYV buffer shorter than the negotiated
+//! frame is a cut frame, and one longer than the driver's `sizeimage` is a frame of
+//! another size (a camera that changed mode); both are
+//! [`SourceErrorKind::BadFrame`](super::SourceErrorKind), never read as a garbled image.
+//! An MJPEG frame carries its own size and is decoded at it (a warning names the
+//! first size that differs from the negotiated one).
+//!
 //! Errors: a missing or unplugged device (`ENOENT`, `ENODEV`, `EIO`, ...), a busy one
 //! (`EBUSY`) and a capture timeout are [`SourceErrorKind::Disconnected`](super::SourceErrorKind);
 //! [`FrameSource::reopen`] opens it again with the same settings. A node that is not
@@ -79,6 +86,45 @@ fn io_error(device: &Path, doing: &str, e: io::Error) -> SourceError {
     }
 }
 
+/// The frame format agreed with the driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Negotiated {
+    width: u32,
+    height: u32,
+    /// Bytes per row (YUYV: at least `2 × width`).
+    stride: usize,
+    /// The driver's `sizeimage`: the largest buffer a frame of this format fills.
+    size_image: usize,
+    format: PixelFormat,
+}
+
+/// Converts one dequeued buffer into `frame`, refusing a YUYV buffer that is not a
+/// frame of the negotiated size (see the module docs). MJPEG is decoded at its own size.
+fn convert_buffer(buffer: &[u8], negotiated: &Negotiated, frame: &mut Frame) -> Result<(), String> {
+    let Negotiated {
+        width: w,
+        height: h,
+        stride,
+        size_image,
+        format,
+    } = *negotiated;
+    match format {
+        PixelFormat::Yuyv => {
+            let largest = size_image.max(stride.saturating_mul(h as usize));
+            if buffer.len() > largest {
+                return Err(format!(
+                    "the camera delivered {} bytes, more than a {w}x{h} YUYV frame ({largest}): \
+                     it is sending another frame size than negotiated",
+                    buffer.len()
+                ));
+            }
+            let out = frame.reshape(w, h);
+            yuyv_to_rgb(buffer, stride, w as usize, h as usize, out).map_err(|e| e.to_string())
+        }
+        PixelFormat::Mjpeg => decode_jpeg_into(buffer, frame).map_err(|e| e.to_string()),
+    }
+}
+
 /// A V4L2 camera streaming into memory-mapped buffers.
 pub struct V4l2Source {
     device: PathBuf,
@@ -86,10 +132,9 @@ pub struct V4l2Source {
     format: Option<PixelFormat>,
     stream: Option<ReadStream>,
     driver: String,
-    width: u32,
-    height: u32,
-    stride: usize,
-    chosen: PixelFormat,
+    negotiated: Negotiated,
+    /// Whether an MJPEG frame of another size than negotiated was already logged.
+    warned_size: bool,
     index: u64,
 }
 
@@ -176,6 +221,7 @@ impl V4l2Source {
             ));
         }
         let (width, height, stride) = (got.width(), got.height(), got.bytes_per_line() as usize);
+        let size_image = got.size_image() as usize;
         if width == 0 || height == 0 || width > MAX_SIDE || height > MAX_SIDE {
             return Err(SourceError::config(
                 origin(),
@@ -197,14 +243,18 @@ impl V4l2Source {
             format,
             stream: Some(stream),
             driver,
-            width,
-            height,
-            stride: if chosen == PixelFormat::Yuyv {
-                stride.max(width as usize * 2)
-            } else {
-                stride
+            negotiated: Negotiated {
+                width,
+                height,
+                stride: if chosen == PixelFormat::Yuyv {
+                    stride.max(width as usize * 2)
+                } else {
+                    stride
+                },
+                size_image,
+                format: chosen,
             },
-            chosen,
+            warned_size: false,
             index: 0,
         };
         log::info!("opened {}", source.describe());
@@ -244,9 +294,9 @@ impl FrameSource for V4l2Source {
         format!(
             "v4l2:{} {}x{} {} [{}]",
             self.device.display(),
-            self.width,
-            self.height,
-            self.chosen.as_str(),
+            self.negotiated.width,
+            self.negotiated.height,
+            self.negotiated.format.as_str(),
             self.driver
         )
     }
@@ -263,7 +313,7 @@ impl FrameSource for V4l2Source {
             self.stream = None;
             return Err(e);
         }
-        let (w, h, stride, format) = (self.width, self.height, self.stride, self.chosen);
+        let negotiated = self.negotiated;
         let Some(stream) = self.stream.as_mut() else {
             return Ok(false);
         };
@@ -271,19 +321,22 @@ impl FrameSource for V4l2Source {
             if view.is_error() {
                 return Ok(Err("the driver flagged the buffer as corrupt".to_string()));
             }
-            Ok(match format {
-                PixelFormat::Yuyv => {
-                    let out = frame.reshape(w, h);
-                    yuyv_to_rgb(&view, stride, w as usize, h as usize, out)
-                        .map_err(|e| e.to_string())
-                }
-                PixelFormat::Mjpeg => decode_jpeg_into(&view, frame).map_err(|e| e.to_string()),
-            })
+            Ok(convert_buffer(&view, &negotiated, frame))
         });
         let index = self.index;
         self.index += 1;
         match result {
             Ok(Ok(())) => {
+                let (w, h) = (negotiated.width, negotiated.height);
+                if frame.rgb.dimensions() != (w, h) && !self.warned_size {
+                    self.warned_size = true;
+                    let (fw, fh) = frame.rgb.dimensions();
+                    log::warn!(
+                        "{}: frame #{index} is {fw}x{fh}, not the negotiated {w}x{h}; \
+                         classifying it at its own size",
+                        self.device.display()
+                    );
+                }
                 frame.set_name_indexed(&self.device.to_string_lossy(), index);
                 Ok(true)
             }
@@ -357,6 +410,86 @@ mod tests {
         assert!(e.to_string().contains("/dev/null"), "{e}");
     }
 
+    const QVGA_YUYV: Negotiated = Negotiated {
+        width: 320,
+        height: 240,
+        stride: 640,
+        size_image: 640 * 240,
+        format: PixelFormat::Yuyv,
+    };
+
+    /// A YUYV buffer of `w`×`h` grey pixels with one bright pixel pair per row.
+    fn yuyv(w: usize, h: usize) -> Vec<u8> {
+        let mut buf = [16u8, 128].repeat(w * h);
+        for row in buf.chunks_exact_mut((w * 2).max(1)) {
+            row[0] = 235;
+            row[2] = 235;
+        }
+        buf
+    }
+
+    #[test]
+    fn a_yuyv_buffer_of_the_negotiated_size_converts() {
+        let mut frame = Frame::new();
+        convert_buffer(&yuyv(320, 240), &QVGA_YUYV, &mut frame).unwrap();
+        assert_eq!(frame.rgb.dimensions(), (320, 240));
+        assert_eq!(frame.rgb.get_pixel(0, 239).0, [255, 255, 255]);
+        assert_eq!(frame.rgb.get_pixel(2, 239).0, [0, 0, 0]);
+        // A driver whose sizeimage pads the frame (rows rounded up to 16 here) delivers
+        // the padding too; the frame is still the negotiated one.
+        let padded = Negotiated {
+            size_image: 640 * 256,
+            ..QVGA_YUYV
+        };
+        let mut buf = yuyv(320, 240);
+        buf.resize(640 * 256, 0);
+        convert_buffer(&buf, &padded, &mut frame).unwrap();
+        assert_eq!(frame.rgb.dimensions(), (320, 240));
+    }
+
+    /// A camera that sends another frame size than it negotiated: every case is a
+    /// bad frame naming the sizes, not a frame read as garbage or a panic.
+    #[test]
+    fn yuyv_buffers_of_another_size_than_negotiated_are_bad_frames() {
+        let mut frame = Frame::new();
+        for (w, h) in [
+            (640, 480),
+            (320, 241),
+            (352, 288),
+            (320, 200),
+            (160, 120),
+            (0, 0),
+        ] {
+            let e = convert_buffer(&yuyv(w, h), &QVGA_YUYV, &mut frame)
+                .err()
+                .unwrap_or_else(|| panic!("a {w}x{h} buffer taken as 320x240"));
+            assert!(e.contains("320x240"), "{w}x{h}: {e}");
+            assert!(e.contains(&(w * h * 2).to_string()), "{w}x{h}: {e}");
+        }
+        let e = convert_buffer(&yuyv(640, 480), &QVGA_YUYV, &mut frame).unwrap_err();
+        assert!(e.contains("another frame size than negotiated"), "{e}");
+    }
+
+    #[test]
+    fn an_mjpeg_frame_is_decoded_at_its_own_size() {
+        let picture =
+            image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 * 4, y as u8 * 5, 90]));
+        let mut jpeg = Vec::new();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 90)
+            .encode_image(&picture)
+            .unwrap();
+        let mut frame = Frame::new();
+        let mjpeg = Negotiated {
+            format: PixelFormat::Mjpeg,
+            ..QVGA_YUYV
+        };
+        convert_buffer(&jpeg, &mjpeg, &mut frame).unwrap();
+        assert_eq!(frame.rgb.dimensions(), (64, 48));
+        let e = convert_buffer(&jpeg[..jpeg.len() / 3], &mjpeg, &mut frame);
+        assert!(e.is_err() || frame.rgb.dimensions() == (64, 48));
+        assert!(convert_buffer(&yuyv(320, 240), &mjpeg, &mut frame).is_err());
+    }
+
     /// Captures from the kernel's `vivid` test driver when one is loaded
     /// (`modprobe vivid`); skipped otherwise.
     #[test]
@@ -371,7 +504,10 @@ mod tests {
         for _ in 0..3 {
             assert!(cam.next_frame(&mut frame).unwrap());
         }
-        assert_eq!(frame.rgb.dimensions(), (cam.width, cam.height));
+        assert_eq!(
+            frame.rgb.dimensions(),
+            (cam.negotiated.width, cam.negotiated.height)
+        );
         assert!(frame.name.ends_with("#2"), "{}", frame.name);
         assert!(frame.rgb.as_raw().iter().any(|&b| b != 0));
         cam.reopen().unwrap();
