@@ -94,6 +94,16 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Copies the files of the folder `from` (a bundle) into `to`, created if missing.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy's folder");
+    for entry in std::fs::read_dir(from).expect("read the folder to copy") {
+        let path = entry.expect("read the folder to copy").path();
+        let name = path.file_name().expect("a named file");
+        std::fs::copy(&path, to.join(name)).expect("copy a file");
+    }
+}
+
 /// Runs `clip-quantize bundle --image-model MODEL --labels LABELS --out OUT EXTRA...`
 /// and asserts it succeeds.
 pub fn make_bundle(model: &Path, labels: &Path, out: &Path, extra: &[&str]) {

@@ -9,9 +9,10 @@
 //! leave it behind (empty or partly written, never at the bundle's path), and the
 //! next write into the same directory removes it.
 
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
+
+use clip_edge_bundle::atomic::{exchange, parent_dir, sync_dir};
 
 /// A directory being written beside the one it will replace.
 #[derive(Debug)]
@@ -39,7 +40,7 @@ impl StagedDir {
             })?
             .to_string_lossy()
             .into_owned();
-        let parent = parent_of(&target).to_path_buf();
+        let parent = parent_dir(&target).to_path_buf();
         std::fs::create_dir_all(&parent)?;
         remove_stale_siblings(&parent, &name);
         let staging = parent.join(format!(".{name}.new-{}", std::process::id()));
@@ -100,7 +101,7 @@ impl StagedDir {
 
     /// Flushes the new directory and puts it in place of the target.
     pub fn commit(mut self) -> io::Result<()> {
-        File::open(&self.staging)?.sync_all()?;
+        sync_dir(&self.staging)?;
         if self.target.exists() {
             if !exchange(&self.staging, &self.target)? {
                 let aside = self.staging.with_file_name(format!(
@@ -119,7 +120,7 @@ impl StagedDir {
             std::fs::rename(&self.staging, &self.target)?;
         }
         self.committed = true;
-        File::open(parent_of(&self.target))?.sync_all()?;
+        sync_dir(parent_dir(&self.target))?;
         // The old directory, now at the staging name.
         let _ = std::fs::remove_dir_all(&self.staging);
         Ok(())
@@ -132,45 +133,6 @@ impl Drop for StagedDir {
             let _ = std::fs::remove_dir_all(&self.staging);
         }
     }
-}
-
-fn parent_of(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
-/// Swaps two paths atomically; `Ok(false)` where the system or file system cannot.
-#[cfg(target_os = "linux")]
-fn exchange(a: &Path, b: &Path) -> io::Result<bool> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let a = CString::new(a.as_os_str().as_bytes())?;
-    let b = CString::new(b.as_os_str().as_bytes())?;
-    // SAFETY: both are valid NUL-terminated paths; renameat2 reads them only.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if rc == 0 {
-        return Ok(true);
-    }
-    let err = io::Error::last_os_error();
-    match err.raw_os_error() {
-        Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => Ok(false),
-        _ => Err(err),
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn exchange(_a: &Path, _b: &Path) -> io::Result<bool> {
-    Ok(false)
 }
 
 /// Removes `.NAME.new-PID` and `.NAME.old-PID` in `parent` whose process is gone
@@ -202,28 +164,11 @@ fn remove_stale_siblings(parent: &Path, name: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir()
-            .join(format!("clip-quantize-atomic-dir-{}", std::process::id()))
-            .join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
+    use crate::test_dirs::{names, scratch};
 
     #[test]
     fn a_committed_directory_replaces_the_old_one_keeping_other_files() {
-        let parent = scratch("commit");
+        let parent = scratch("atomic-dir", "commit");
         let target = parent.join("bundle");
         std::fs::create_dir(&target).unwrap();
         std::fs::write(target.join("model"), "old").unwrap();
@@ -249,7 +194,7 @@ mod tests {
 
     #[test]
     fn an_abandoned_directory_leaves_the_old_one_and_nothing_else() {
-        let parent = scratch("abandon");
+        let parent = scratch("atomic-dir", "abandon");
         let target = parent.join("bundle");
         std::fs::create_dir(&target).unwrap();
         std::fs::write(target.join("model"), "old").unwrap();
@@ -266,7 +211,7 @@ mod tests {
 
     #[test]
     fn a_new_directory_is_created_and_a_subdirectory_is_refused() {
-        let parent = scratch("new");
+        let parent = scratch("atomic-dir", "new");
         let target = parent.join("a/bundle");
         let staged = StagedDir::create(&target).unwrap();
         std::fs::write(staged.path().join("model"), "new").unwrap();

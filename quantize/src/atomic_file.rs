@@ -20,6 +20,8 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use clip_edge_bundle::atomic::{parent_dir, sync_dir};
+
 /// A file being written, not yet in place; dropped without [`PendingFile::commit`],
 /// it is gone.
 #[derive(Debug)]
@@ -74,11 +76,7 @@ impl PendingFile {
         std::fs::rename(&self.temp, &self.target)?;
         self.committed = true;
         // The rename itself survives a power loss only once the folder is flushed.
-        let dir = match self.target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        File::open(dir)?.sync_all()
+        sync_dir(parent_dir(&self.target))
     }
 }
 
@@ -174,29 +172,12 @@ pub fn write_atomically<E: From<io::Error>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_dirs::{names, scratch};
     use std::io::Write;
-
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir()
-            .join(format!("clip-quantize-atomic-{}", std::process::id()))
-            .join(name);
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
 
     #[test]
     fn a_failed_write_keeps_the_old_file_and_leaves_nothing() {
-        let dir = scratch("failed");
+        let dir = scratch("atomic", "failed");
         let target = dir.join("kept.txt");
         std::fs::write(&target, "old").unwrap();
         let result: io::Result<()> = write_atomically(&target, |file| {
@@ -210,7 +191,7 @@ mod tests {
 
     #[test]
     fn a_finished_write_replaces_the_file_and_leaves_nothing_else() {
-        let dir = scratch("finished");
+        let dir = scratch("atomic", "finished");
         let target = dir.join("replaced.txt");
         std::fs::write(&target, "old").unwrap();
         // A leftover of an earlier run killed between link and rename.
@@ -225,7 +206,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn the_file_being_written_has_no_name() {
-        let dir = scratch("unnamed");
+        let dir = scratch("atomic", "unnamed");
         let mut pending = PendingFile::create(&dir.join("model.bin")).unwrap();
         pending.file().write_all(&[0; 4096]).unwrap();
         if pending.unnamed {

@@ -46,4 +46,6 @@ pub mod tokenizer;
 pub mod tower;
 
 #[cfg(test)]
+mod test_dirs;
+#[cfg(test)]
 mod test_graph;

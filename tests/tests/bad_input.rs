@@ -1,15 +1,14 @@
 //! Bad input gives a one-line error naming the file and the problem, exit code 1,
 //! and never a panic.
 
-use clip_edge_e2e::{assert_clean_failure, run, scratch, shapes_dir, shapes_samples, stdout};
+use clip_edge_e2e::{
+    assert_clean_failure, copy_dir, run, scratch, shapes_dir, shapes_samples, stdout,
+};
 use std::path::{Path, PathBuf};
 
 fn copy_bundle(name: &str) -> PathBuf {
     let dir = scratch(name).join("bundle");
-    std::fs::create_dir_all(&dir).unwrap();
-    for f in ["bundle.toml", "model.nnef.tar", "labels.safetensors"] {
-        std::fs::copy(shapes_dir().join("bundle").join(f), dir.join(f)).unwrap();
-    }
+    copy_dir(&shapes_dir().join("bundle"), &dir);
     dir
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use clip_edge_e2e::{
-    assert_clean_failure, bin, repo_root, run, scratch, shapes_dir, stderr, stdout,
+    assert_clean_failure, bin, copy_dir, repo_root, run, scratch, shapes_dir, stderr, stdout,
 };
 
 /// `clip-edge ARGS` with `CLIP_EDGE_ABORT_AT_STEP=abort_at`.
@@ -134,10 +134,7 @@ fn a_stop_at_any_install_step_leaves_a_bundle_that_loads() {
 fn a_plain_bundle_directory_becomes_the_previous_bundle() {
     let root = scratch("store-plain");
     let plain = root.join("bundle");
-    std::fs::create_dir(&plain).unwrap();
-    for f in ["bundle.toml", "model.nnef.tar", "labels.safetensors"] {
-        std::fs::copy(shapes("bundle").join(f), plain.join(f)).unwrap();
-    }
+    copy_dir(&shapes("bundle"), &plain);
     let before = classify_current(&root);
     let out = install(&root, &shapes("bundle-int8"), Some("copy"));
     assert_eq!(out.status.signal(), Some(libc::SIGABRT));
@@ -162,10 +159,7 @@ fn a_bundle_that_fails_verification_is_never_switched_to() {
     let (old, _, _) = status(&root);
 
     let corrupt = scratch("store-rejected-src").join("bundle");
-    std::fs::create_dir(&corrupt).unwrap();
-    for f in ["bundle.toml", "model.nnef.tar", "labels.safetensors"] {
-        std::fs::copy(shapes("bundle-int8").join(f), corrupt.join(f)).unwrap();
-    }
+    copy_dir(&shapes("bundle-int8"), &corrupt);
     let model = corrupt.join("model.nnef.tar");
     let mut bytes = std::fs::read(&model).unwrap();
     let mid = bytes.len() / 2;

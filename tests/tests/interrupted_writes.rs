@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use clip_edge_e2e::{bin, repo_root, scratch, shapes_dir, stderr};
+use clip_edge_e2e::{bin, copy_dir, repo_root, scratch, shapes_dir, stderr};
 
 /// `clip-quantize ARGS` with file writes limited to `limit` bytes; with
 /// `ignore_sigxfsz`, a write past it fails instead of killing the process.
@@ -63,11 +63,7 @@ fn snapshot(dir: &Path) -> (Vec<(String, u64)>, Vec<String>) {
 /// A scratch directory holding `bundle/`, a copy of the committed shapes bundle.
 fn old_bundle(name: &str) -> PathBuf {
     let bundle = scratch(name).join("bundle");
-    std::fs::create_dir_all(&bundle).unwrap();
-    for entry in std::fs::read_dir(shapes_dir().join("bundle")).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, bundle.join(path.file_name().unwrap())).unwrap();
-    }
+    copy_dir(&shapes_dir().join("bundle"), &bundle);
     bundle
 }
 

@@ -5,7 +5,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use clip_edge_e2e::{assert_clean_failure, make_bundle, run, scratch, shapes_dir, stderr, stdout};
+use clip_edge_e2e::{
+    assert_clean_failure, copy_dir, make_bundle, run, scratch, shapes_dir, stderr, stdout,
+};
 
 /// `clip-quantize keygen --out DIR/NAME`; returns (secret, public) key paths.
 fn keygen(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
@@ -32,14 +34,6 @@ fn classify(pre: &[&str], bundle: &Path) -> std::process::Output {
         img.to_str().unwrap(),
     ]);
     run("clip-edge", &args)
-}
-
-fn copy_bundle(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
-    }
 }
 
 #[test]
@@ -86,13 +80,13 @@ fn only_a_bundle_signed_by_a_trusted_key_classifies() {
 
     // Unsigned: refused under --trust, loads without.
     let unsigned = dir.join("unsigned");
-    copy_bundle(&shapes.join("bundle"), &unsigned);
+    copy_dir(&shapes.join("bundle"), &unsigned);
     assert_clean_failure(&classify(&trust, &unsigned), &["not signed"]);
     assert!(classify(&[], &unsigned).status.success());
 
     // Signed by a key the board does not trust; then trusted among several.
     let by_other = dir.join("by-other");
-    copy_bundle(&unsigned, &by_other);
+    copy_dir(&unsigned, &by_other);
     let out = run(
         "clip-quantize",
         &[
@@ -115,7 +109,7 @@ fn only_a_bundle_signed_by_a_trusted_key_classifies() {
         ("labels.safetensors", "file changed or corrupt"),
     ] {
         let changed = dir.join(format!("changed-{file}"));
-        copy_bundle(&signed, &changed);
+        copy_dir(&signed, &changed);
         let path = changed.join(file);
         let mut bytes = std::fs::read(&path).unwrap();
         if file == "bundle.toml" {

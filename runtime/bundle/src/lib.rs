@@ -15,12 +15,14 @@
 //!
 //! | module | job |
 //! | --- | --- |
+//! | [`atomic`] | swapping two paths in one step, flushing a folder (bundle updates) |
 //! | [`manifest`] | `bundle.toml`, loading and verifying a bundle, file hashes |
 //! | [`labels`] | the label table (`labels.safetensors`), deterministic bytes |
 //! | [`model_format`] | NNEF or ONNX, told apart by content |
 //! | [`preprocess_config`] | the `[preprocess]` section: resize, crop, mean, std |
 //! | [`signature`] | signed bundles: keys, signing, checking against trusted keys |
 
+pub mod atomic;
 pub mod labels;
 pub mod manifest;
 pub mod model_format;

@@ -21,6 +21,7 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use clip_edge_bundle::atomic;
 use clip_edge_bundle::{LABELS_FILE, MANIFEST_FILE, MODEL_FILE, MODEL_FILE_NNEF, SIGNATURE_FILE};
 
 /// The symlink the service loads.
@@ -291,7 +292,17 @@ fn adopt_plain_directory(root: &Path) -> Result<(), StoreError> {
     let temp = root.join(format!(".{CURRENT}.new-{}", std::process::id()));
     let _ = std::fs::remove_file(&temp);
     std::os::unix::fs::symlink(Path::new(BUNDLES).join(&id), &temp).map_err(io_at(&temp))?;
-    exchange(&temp, &current).map_err(io_at(&current))?;
+    if !atomic::exchange(&temp, &current).map_err(io_at(&current))? {
+        let _ = std::fs::remove_file(&temp);
+        return Err(StoreError::Io {
+            path: current,
+            source: io::Error::new(
+                io::ErrorKind::Unsupported,
+                "this file system cannot swap a folder for a link in one step \
+                 (renameat2 RENAME_EXCHANGE); move the bundle into bundles/ by hand",
+            ),
+        });
+    }
     sync_dir(root)?;
     // The old directory, now at the temporary name.
     let _ = std::fs::remove_dir_all(&temp);
@@ -361,34 +372,7 @@ fn copy_bundle(from: &Path, to: &Path) -> Result<(), StoreError> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|f| f.sync_all())
-        .map_err(io_at(dir))
-}
-
-/// Swaps two paths atomically (`renameat2(RENAME_EXCHANGE)`).
-fn exchange(a: &Path, b: &Path) -> io::Result<()> {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let a = CString::new(a.as_os_str().as_bytes())?;
-    let b = CString::new(b.as_os_str().as_bytes())?;
-    const RENAME_EXCHANGE: libc::c_uint = 2;
-    // SAFETY: both are valid NUL-terminated paths; the kernel only reads them.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_renameat2,
-            libc::AT_FDCWD,
-            a.as_ptr(),
-            libc::AT_FDCWD,
-            b.as_ptr(),
-            RENAME_EXCHANGE,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    atomic::sync_dir(dir).map_err(io_at(dir))
 }
 
 /// Removes a folder when dropped (an install that stops early leaves nothing).

@@ -156,6 +156,13 @@ pub fn transpose(
     invocation: &ResolvedInvocation,
 ) -> TractResult<Value> {
     let axes: TVec<usize> = invocation.named_arg_as(builder, "axes")?;
+    // clip-edge patch: axes that are not a permutation of 0..n are an error, not a panic
+    // in perm_to_ops (found by clip-edge's fuzzing of the model files it loads).
+    let mut seen = axes.clone();
+    seen.sort_unstable();
+    if seen.iter().enumerate().any(|(i, &axis)| i != axis) {
+        bail!("transpose axes {axes:?} are not a permutation of 0..{}", axes.len());
+    }
     let wire = tvec!(invocation.named_arg_as(builder, "input")?);
     ops::change_axes::perm_to_ops(&axes)
         .into_iter()
