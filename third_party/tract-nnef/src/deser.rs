@@ -537,7 +537,13 @@ impl RValue {
     ) -> TractResult<Value> {
         match self {
             RValue::Identifier(id) => {
-                if let Some(mut outlet) = builder.scopes.last().unwrap().get(id).cloned() {
+                // clip-edge patch: no scope is open while `tract_core_properties` is read
+                // (after the graph body), so an identifier there is an error, not an unwrap
+                // panic (found by clip-edge's fuzzing of the model files it loads).
+                let Some(scope) = builder.scopes.last() else {
+                    bail!("{id:?} cannot be used here: no graph variable is in scope");
+                };
+                if let Some(mut outlet) = scope.get(id).cloned() {
                     if let Value::Wire(outlet_id) = outlet {
                         let out_dt = builder.model.node(outlet_id.node).outputs[outlet_id.slot]
                             .fact
@@ -567,7 +573,9 @@ impl RValue {
                     }
                 } {
                     let value = Value::Wire(outlet);
-                    builder.scopes.last_mut().unwrap().insert(id.clone(), value.clone());
+                    if let Some(scope) = builder.scopes.last_mut() {
+                        scope.insert(id.clone(), value.clone());
+                    }
                     Ok(value)
                 } else if let Some(sym) = builder.model.symbols.get(&id.0) {
                     Ok(Value::Dim(sym.into()))
