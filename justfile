@@ -214,7 +214,14 @@ test-qemu BUNDLE="" *IMAGES: build cross test-vendored
         tests/qemu/boards.sh
         # Safe updates: `clip-edge bundle install|rollback` on each ARM build.
         tests/qemu/bundle_store.sh
+        # A whole ARM machine: Debian's kernel, the vivid camera, the PL061 GPIO chip.
+        tests/system/run.sh
     fi
+
+# Debian's arm64 kernel and an initramfs made here; in `test-qemu` too (boards/README.md).
+# Boot a whole ARM machine under QEMU: camera, unplug, GPIO and labels through real drivers.
+test-system *CPUS: build (cross "aarch64-unknown-linux-musl")
+    tests/system/run.sh {{CPUS}}
 
 # Guest instructions per frame and for loading under QEMU (CPU: cortex-a72, cortex-a76, cortex-a15).
 qemu-insn CPU BUNDLE IMAGE N="1" K="4":

@@ -17,6 +17,9 @@
 #   systemd                        `systemd-analyze verify` of the service unit (tests/tests/deploy.rs)
 #   curl, patch                    `just check-patches`: the vendored crates are their crates.io
 #                                  release plus third_party/patches
+#   qemu-system-arm, cpio,         `just test-system` (tests/system/run.sh): a whole ARM machine
+#   debian-archive-keyring         under qemu-system-aarch64, its initramfs packed by cpio from
+#                                  Debian's arm64 packages, which apt checks against the keyring
 #
 # After installing it compiles, links and runs (under QEMU) a C file including
 # <stdint.h> and <arm_neon.h> with the flags each ARM target's build scripts use, and
@@ -59,6 +62,11 @@ declare -A need=(
     # third_party/patches.sh check (`just lint`): pristine releases + the patch series
     [curl]=curl
     [patch]=patch
+    # tests/system/run.sh (`just test-system`)
+    [qemu-system-aarch64]=qemu-system-arm
+    [cpio]=cpio
+    [strings]=binutils
+    [/usr/share/keyrings/debian-archive-keyring.gpg]=debian-archive-keyring
 )
 missing=()
 for what in "${!need[@]}"; do
