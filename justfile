@@ -72,7 +72,7 @@ fuzz TARGET EXECS="10000000" SECONDS="3600":
     fi
     mkdir -p target/fuzz
     AFL_SKIP_CPUFREQ=1 AFL_NO_UI=1 AFL_AUTORESUME=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
-        cargo afl fuzz -E {{EXECS}} -V {{SECONDS}} -i $seeds -o target/fuzz/{{TARGET}} \
+        cargo afl fuzz -t 3000 -E {{EXECS}} -V {{SECONDS}} -i $seeds -o target/fuzz/{{TARGET}} \
         -- target/afl/release/fuzz_target {{TARGET}} >target/fuzz/{{TARGET}}.log 2>&1 || true
     stats=target/fuzz/{{TARGET}}/default/fuzzer_stats
     grep -E '^(run_time|execs_done|execs_per_sec|corpus_count|saved_crashes|saved_hangs|stability) ' $stats

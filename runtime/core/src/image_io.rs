@@ -18,13 +18,28 @@
 //!   consistent with 16-bit RGB. This is the one intended difference from PIL;
 //! * 32-bit float images (TIFF/PNM): clamped to `[0, 1]`, scaled by 255 and rounded.
 //!
+//! Size: an image may have at most [`MAX_PIXELS`] pixels and take at most
+//! [`MAX_DECODED_BYTES`] decoded, checked from its header before decoding, so a
+//! decompression bomb (a few hundred bytes claiming a huge size) is refused at once.
+//! A PNG palette that is not whole RGB entries is refused before the decoder sees it
+//! (png 0.18.1 panics on one).
+//!
 //! EXIF orientation is **not** applied (PIL's `open` + `convert` does not apply it
 //! either). JPEG decoding uses the `image` crate's decoder, which can differ from
 //! libjpeg-turbo (PIL) by a code value on some pixels.
 
+use std::io::{BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use image::{DynamicImage, ImageError, ImageReader, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader, RgbImage};
+
+/// The most pixels (width × height) an image may have: 40 megapixels, more than an 8K
+/// video frame. The model sees 224×224 or so; a bigger file is a mistake or an attack.
+pub const MAX_PIXELS: u64 = 40_000_000;
+
+/// The most memory the decoder may take for one image (a 16-bit RGBA image of 24
+/// megapixels, or 40 megapixels of 8-bit RGBA).
+pub const MAX_DECODED_BYTES: u64 = 192 << 20;
 use thiserror::Error;
 
 /// Errors from [`load_rgb8`]; each names the file.
@@ -81,11 +96,73 @@ pub fn load_rgb8(path: &Path) -> Result<RgbImage, ImageLoadError> {
     if reader.format().is_none() {
         return Err(ImageLoadError::NotAnImage { path: owned() });
     }
-    let img = reader.decode().map_err(|e| decode_error(path, e))?;
+    if reader.format() == Some(ImageFormat::Png) {
+        check_png_palette(path)?;
+    }
+    let decoder = reader.into_decoder().map_err(|e| decode_error(path, e))?;
+    let (w, h) = decoder.dimensions();
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > MAX_PIXELS || decoder.total_bytes() > MAX_DECODED_BYTES {
+        return Err(ImageLoadError::Unsupported {
+            path: owned(),
+            message: format!(
+                "{w}x{h} ({:.1} megapixels, {} MB decoded) is larger than an image may be \
+                 ({} megapixels, {} MB)",
+                pixels as f64 / 1e6,
+                decoder.total_bytes() >> 20,
+                MAX_PIXELS / 1_000_000,
+                MAX_DECODED_BYTES >> 20
+            ),
+        });
+    }
+    let img = DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, e))?;
     to_rgb8_pil(img).map_err(|e| ImageLoadError::Unsupported {
         path: owned(),
         message: e.to_string(),
     })
+}
+
+/// The bytes of `bytes` in a vector of exactly `len` (`collect` would grow it by
+/// doubling, up to twice the image's size in one allocation).
+fn exact(len: usize, bytes: impl Iterator<Item = u8>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len);
+    out.extend(bytes);
+    out
+}
+
+/// Refuses a PNG whose palette (`PLTE`) is not whole RGB entries, 1 to 256 of them, as
+/// the PNG specification requires: the png crate (0.18.1) panics expanding one. Reads
+/// only the chunk headers before the image data.
+fn check_png_palette(path: &Path) -> Result<(), ImageLoadError> {
+    let corrupt = |message: String| ImageLoadError::Corrupt {
+        path: path.to_path_buf(),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|e| io_error(path, e))?;
+    let mut file = BufReader::new(file);
+    let mut header = [0u8; 8];
+    file.read_exact(&mut header)
+        .map_err(|e| io_error(path, e))?;
+    loop {
+        let mut chunk = [0u8; 8];
+        if file.read_exact(&mut chunk).is_err() {
+            return Ok(()); // truncated: the decoder says so
+        }
+        let len = u32::from_be_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        match &chunk[4..] {
+            b"PLTE" if len == 0 || len % 3 != 0 || len > 768 => {
+                return Err(corrupt(format!(
+                    "PNG palette of {len} bytes (it must be 1 to 256 entries of 3 bytes)"
+                )))
+            }
+            b"IDAT" | b"IEND" => return Ok(()),
+            _ => {}
+        }
+        // The chunk's data and CRC.
+        if file.seek(SeekFrom::Current(i64::from(len) + 4)).is_err() {
+            return Ok(());
+        }
+    }
 }
 
 /// A decoded image in a pixel layout [`to_rgb8_pil`] has no rule for.
@@ -98,41 +175,46 @@ pub fn to_rgb8_pil(img: DynamicImage) -> Result<RgbImage, UnsupportedPixelLayout
     let (w, h) = (img.width(), img.height());
     let hi = |v: u16| (v >> 8) as u8;
     let f = |v: f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+    let len = w as usize * h as usize * 3;
     let rgb: Vec<u8> = match img {
         DynamicImage::ImageRgb8(i) => return Ok(i),
-        DynamicImage::ImageLuma8(i) => i.into_raw().iter().flat_map(|&v| [v, v, v]).collect(),
-        DynamicImage::ImageLumaA8(i) => i
-            .into_raw()
-            .chunks_exact(2)
-            .flat_map(|p| [p[0], p[0], p[0]])
-            .collect(),
-        DynamicImage::ImageRgba8(i) => i
-            .into_raw()
-            .chunks_exact(4)
-            .flat_map(|p| [p[0], p[1], p[2]])
-            .collect(),
-        DynamicImage::ImageLuma16(i) => i
-            .into_raw()
-            .iter()
-            .flat_map(|&v| [hi(v), hi(v), hi(v)])
-            .collect(),
-        DynamicImage::ImageLumaA16(i) => i
-            .into_raw()
-            .chunks_exact(2)
-            .flat_map(|p| [hi(p[0]), hi(p[0]), hi(p[0])])
-            .collect(),
-        DynamicImage::ImageRgb16(i) => i.into_raw().iter().map(|&v| hi(v)).collect(),
-        DynamicImage::ImageRgba16(i) => i
-            .into_raw()
-            .chunks_exact(4)
-            .flat_map(|p| [hi(p[0]), hi(p[1]), hi(p[2])])
-            .collect(),
-        DynamicImage::ImageRgb32F(i) => i.into_raw().iter().map(|&v| f(v)).collect(),
-        DynamicImage::ImageRgba32F(i) => i
-            .into_raw()
-            .chunks_exact(4)
-            .flat_map(|p| [f(p[0]), f(p[1]), f(p[2])])
-            .collect(),
+        DynamicImage::ImageLuma8(i) => exact(len, i.into_raw().iter().flat_map(|&v| [v, v, v])),
+        DynamicImage::ImageLumaA8(i) => exact(
+            len,
+            i.into_raw()
+                .chunks_exact(2)
+                .flat_map(|p| [p[0], p[0], p[0]]),
+        ),
+        DynamicImage::ImageRgba8(i) => exact(
+            len,
+            i.into_raw()
+                .chunks_exact(4)
+                .flat_map(|p| [p[0], p[1], p[2]]),
+        ),
+        DynamicImage::ImageLuma16(i) => exact(
+            len,
+            i.into_raw().iter().flat_map(|&v| [hi(v), hi(v), hi(v)]),
+        ),
+        DynamicImage::ImageLumaA16(i) => exact(
+            len,
+            i.into_raw()
+                .chunks_exact(2)
+                .flat_map(|p| [hi(p[0]), hi(p[0]), hi(p[0])]),
+        ),
+        DynamicImage::ImageRgb16(i) => exact(len, i.into_raw().iter().map(|&v| hi(v))),
+        DynamicImage::ImageRgba16(i) => exact(
+            len,
+            i.into_raw()
+                .chunks_exact(4)
+                .flat_map(|p| [hi(p[0]), hi(p[1]), hi(p[2])]),
+        ),
+        DynamicImage::ImageRgb32F(i) => exact(len, i.into_raw().iter().map(|&v| f(v))),
+        DynamicImage::ImageRgba32F(i) => exact(
+            len,
+            i.into_raw()
+                .chunks_exact(4)
+                .flat_map(|p| [f(p[0]), f(p[1]), f(p[2])]),
+        ),
         other => return Err(UnsupportedPixelLayout(other.color())),
     };
     // Every rule above gives 3 bytes per pixel, so the buffer always fits.
@@ -252,6 +334,34 @@ mod tests {
             .to_string()
             .contains(d.file_name().unwrap().to_str().unwrap()));
         std::fs::remove_dir_all(&d).ok();
+    }
+
+    /// Inputs AFL++ found (fuzz/README.md): each is a clean error naming the file, not a
+    /// panic (png's palette expansion) or an allocation of hundreds of megabytes.
+    #[test]
+    fn malformed_and_oversized_images_are_errors() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/image_io");
+        let cases = [
+            ("palette_of_683_bytes.png", "PNG palette of 683 bytes"),
+            (
+                "jpeg_claiming_100_megapixels.jpg",
+                "65285x1535 (100.2 megapixels",
+            ),
+            // Its header also fails its CRC, which the decoder now reads first.
+            ("png_claiming_8x16842758.png", "png_claiming"),
+            (
+                "bmp_claiming_8x16777210.bmp",
+                "8x16777210 (134.2 megapixels",
+            ),
+        ];
+        for (name, message) in cases {
+            let e = load_rgb8(&fixtures.join(name)).unwrap_err();
+            let text = e.to_string();
+            assert!(
+                text.contains(name) && text.contains(message),
+                "{name}: {text}"
+            );
+        }
     }
 
     #[test]
