@@ -208,6 +208,15 @@ impl Registry {
             ));
         }
         if let Some(bin) = self.binary_ops.iter().find(|bin| bin.0 == invocation.id) {
+            // clip-edge patch: a binary operator invoked with fewer than two arguments is an
+            // error, not an index panic (found by clip-edge's fuzzing of model files).
+            if invocation.arguments.len() < 2 {
+                bail!(
+                    "`{}' takes two arguments, {} given",
+                    invocation.id.0,
+                    invocation.arguments.len()
+                );
+            }
             let mut a =
                 invocation.arguments[0].rvalue.resolve(builder, &[])?.to::<OutletId>(builder)?;
             let mut b =

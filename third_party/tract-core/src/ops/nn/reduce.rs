@@ -458,6 +458,11 @@ impl TypedOp for Reduce {
             bail!("Reduce input must be cast from TDim to i64 beforehand")
         }
         let mut shape: TVec<_> = inputs[0].shape.to_tvec();
+        // clip-edge patch: an axis beyond the input's rank is an error, not an index panic
+        // (found by clip-edge's fuzzing of the model files it loads).
+        if let Some(ax) = self.axes.iter().find(|&&ax| ax >= shape.len()) {
+            bail!("Reduce axis {ax} is out of range for an input of rank {}", shape.len());
+        }
         for &ax in &self.axes {
             shape[ax] = 1.to_dim();
         }
