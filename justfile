@@ -24,8 +24,9 @@ build:
 # Every test on the host: unit, integration and end-to-end.
 test: build
     cargo test --release --workspace
-    # The board runtime without tract-onnx (NNEF bundles only; runtime/README.md).
-    cargo test --release -p clip-edge-core --no-default-features --lib
+    # The board runtime without tract-onnx (NNEF bundles only; runtime/README.md) is what
+    # `cross` builds and `test-qemu` tests on every ARM target: a host run of it would
+    # rebuild the whole dependency tree with other features (5 min of CI) to test nothing more.
 
 # Formatting and lints, as CI runs them; the vendored crates are their releases plus third_party/patches.
 lint: check-patches
@@ -134,41 +135,42 @@ crate-sizes TARGET="aarch64-unknown-linux-musl":
 check-patches:
     third_party/patches.sh check
 
-# tract-data's f32 → int casts (host, and aarch64 under QEMU); tract-linalg's i8 packing and x86-64 kernels on the host and, under QEMU
-# (cortex-a76, SDOT), its packing and the int8 SDOT and SMLAL kernels, and (cortex-a15) the armv7 int8 kernel. Each crate builds with its own
-# Cargo.lock into target/third_party.
-
-# Tests of the patched vendored tract crates (third_party/README.md).
+# Tests of the patched vendored tract crates (third_party/README.md): one workspace
+# (third_party/Cargo.toml), its dependencies built once per target into target/third_party.
 test-vendored:
     #!/usr/bin/env bash
     set -euo pipefail
     export CARGO_TARGET_DIR=$PWD/target/third_party
+    cd third_party
     s=$SECONDS
-    # tract-core: a causal mask is not two regions (patch 0003); depthwise convolutions
-    # channel-last where channel-first would be scalar, channel multipliers as depthwise
-    # (patch 0004: on aarch64, where the channel-last kernel exists, they assert the plan);
-    # exact GELU in one NEON pass (patch 0005, aarch64); an i32 cast and its per-channel
-    # dequantisation in one pass (patch 0006); a constant operand without -128 admits the
-    # SMULL/SADALP kernel, one with -128 keeps it out (patch 0007, on a core without dot product).
-    (cd third_party/tract-core && cargo test --release --lib -- causal_mask_condition depth_wise gelu_exact dequant operand_without_i8_min)
-    (cd third_party/tract-core && CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER="qemu-aarch64 -cpu cortex-a76" \
-        cargo test --release --lib --target aarch64-unknown-linux-musl -- depth_wise gelu_exact dequant)
-    (cd third_party/tract-core && CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER="qemu-aarch64 -cpu cortex-a72" \
-        cargo test --release --lib --target aarch64-unknown-linux-musl -- operand_without_i8_min)
-    (cd third_party/tract-data && cargo test --release --lib -- f32_to_int broadcast_to_shape)
-    (cd third_party/tract-data && cargo test --release --lib --target aarch64-unknown-linux-musl f32_to_int)
-    # i8 packing, x86-64 kernels, and the rayon dispatch (patch 0009: chunk grids,
-    # thresholds, every row once), with the thread pool built in as the runtime has it;
-    # by-scalar steps over runs of blocks (patch 0012: multi_block); the K group of 16's
-    # packing (patch 0013: i8k16).
-    (cd third_party/tract-linalg && cargo test --release --lib --features multithread-mm -- i8k4 i8k16 x86_64 blocked_walk par_chunks chain_tests multi_block unicast by_scalar)
-    (cd third_party/tract-linalg && CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER="qemu-aarch64 -cpu cortex-a76" \
-        cargo test --release --lib --target aarch64-unknown-linux-musl -- i8k4 i32_8x8 depthwise multi_block unicast by_scalar)
-    # The SMULL/SADALP kernel for cores without dot product (patch 0013), on one.
-    (cd third_party/tract-linalg && CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER="qemu-aarch64 -cpu cortex-a72" \
-        cargo test --release --lib --target aarch64-unknown-linux-musl -- sadalp i8k16)
-    # armv7: the VMLAL kernel (patch 0008) and the VPADAL one (patch 0013).
-    (cd third_party/tract-linalg && cargo test --release --lib --target armv7-unknown-linux-gnueabihf -- i32_8x4 sadalp i8k16)
+    # The crates under test at opt-level 1: their test builds are most of this recipe's
+    # time (tract-linalg's alone about 3 min a target at 3, 18% less at 1), and their
+    # tests run in seconds either way; the kernels under test are assembly.
+    cfg=(--release --lib --features tract-linalg/multithread-mm
+        --config 'profile.release.package.tract-linalg.opt-level=1'
+        --config 'profile.release.package.tract-core.opt-level=1'
+        --config 'profile.release.package.tract-data.opt-level=1')
+    a76=(env CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER="qemu-aarch64 -cpu cortex-a76")
+    a72=(env CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER="qemu-aarch64 -cpu cortex-a72")
+    # Host (x86-64): tract-linalg's i8 packing (patches 0001, 0005, 0013: i8k4, i8k16),
+    # x86-64 kernels (0006, 0007), the rayon dispatch with the thread pool built in as the
+    # runtime has it (0009: chunk grids, thresholds, every row once), by-scalar steps over
+    # runs of blocks (0012: multi_block); tract-data's f32 → int casts (0001) and broadcasts (0003).
+    cargo test "${cfg[@]}" -p tract-linalg -p tract-data -- \
+        i8k4 i8k16 x86_64 blocked_walk par_chunks chain_tests multi_block unicast by_scalar f32_to_int broadcast_to_shape
+    # aarch64 (cortex-a76, dot product): tract-core's causal mask (0003), depthwise
+    # convolutions channel-last and channel multipliers (0004: the plan is asserted where
+    # the channel-last kernel exists), exact GELU in one NEON pass (0005), an i32 cast and
+    # its per-channel dequantisation in one pass (0006); tract-data's NEON casts (0001);
+    # tract-linalg's SDOT packing and kernel, depthwise kernels, element-wise steps.
+    all=(-p tract-core -p tract-data -p tract-linalg --target aarch64-unknown-linux-musl)
+    "${a76[@]}" cargo test "${cfg[@]}" "${all[@]}" -- \
+        causal_mask_condition depth_wise gelu_exact dequant f32_to_int i8k4 i32_8x8 depthwise multi_block unicast by_scalar
+    # cortex-a72 (no dot product): a constant operand without -128 admits the SMULL/SADALP
+    # kernel and one with -128 keeps it out (tract-core 0007); the kernel itself (linalg 0013).
+    "${a72[@]}" cargo test "${cfg[@]}" "${all[@]}" -- operand_without_i8_min sadalp i8k16
+    # armv7: the VMLAL kernel (linalg 0008) and the VPADAL one (0013).
+    cargo test "${cfg[@]}" -p tract-linalg --target armv7-unknown-linux-gnueabihf -- i32_8x4 sadalp i8k16
     echo "test-vendored: $((SECONDS - s)) s"
 
 # ARM builds under QEMU: the board crates' tests per target, classify vs the host, each board profile at its CPU (kernel family, `run` vs the host), the vendored tract patches' tests.

@@ -22,8 +22,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 cache=${CARGO_TARGET_DIR:-target}/third_party/pristine
 # Files a crates.io release or cargo's unpacking carries that vendoring drops or that
-# do not change the build (the vendored tract-linalg keeps its Cargo.lock for its own
-# tests; its release shipped two stray core dumps).
+# do not change the build (a release's own Cargo.lock: the vendored tests use
+# third_party/Cargo.lock; tract-linalg's release shipped two stray core dumps).
 ignore=(-x .cargo-ok -x .cargo_vcs_info.json -x Cargo.lock -x 'core.[0-9]*' -x '*.orig' -x '*.rej')
 
 usage() { sed -n '2,19p' "$0" >&2; exit 2; }
@@ -125,13 +125,10 @@ case ${1:-} in
         crate=$2 version=$3
         [[ -d third_party/patches/$crate ]] || { echo "patches: no series for $crate" >&2; exit 1; }
         src=$(pristine "$crate" "$version")
-        # Keep what vendoring adds outside the patches (the Cargo.lock of tract-linalg).
-        keep=$(mktemp -d)
-        [[ -f third_party/$crate/Cargo.lock ]] && cp "third_party/$crate/Cargo.lock" "$keep/"
         status=0
         apply_series "$crate" "$src" "third_party/$crate" || status=$?
-        [[ -f $keep/Cargo.lock ]] && cp "$keep/Cargo.lock" "third_party/$crate/"
-        rm -rf "$keep"
+        # The release's own lock file: the vendored tests' workspace has third_party/Cargo.lock.
+        rm -f "third_party/$crate/Cargo.lock"
         if [[ $status != 0 ]]; then
             echo "patches: fix the hunks in the .rej files under third_party/$crate, then regenerate the patch (diff)" >&2
             exit 1
